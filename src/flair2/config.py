@@ -1,0 +1,479 @@
+"""The typed configuration schema: YAML loading, validation and ``--set`` overrides.
+
+The schema is the reference ``flair-2-config.yml`` (a flat mapping plus a
+``data:`` section of paths) extended with flair2's own keys. The reference file
+loads unchanged and means the same. Every default lives in the dataclasses
+below, and nowhere else.
+
+Validation happens at load: an unknown key, a value of the wrong type or out of
+range raises :class:`~flair2.errors.ConfigError` naming the key's dotted path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from flair2.classes import CLASSES, canonical_class_name
+from flair2.errors import ConfigError
+
+
+def _default_class_weights() -> dict[str, list[float]]:
+    weights = {name: [1.0, 1.0] for name in CLASSES}
+    weights["plowed land"] = [1.0, 0.0]
+    weights["other"] = [0.0, 0.0]
+    return weights
+
+
+@dataclass
+class DataConfig:
+    """Dataset locations (the reference's ``data:`` section).
+
+    Empty strings mean "not given". Train roots are needed to train, test roots
+    to predict (labels only to score).
+    """
+
+    path_aerial_train: str = ""
+    path_sen_train: str = ""
+    path_labels_train: str = ""
+    path_aerial_test: str = ""
+    path_sen_test: str = ""
+    path_labels_test: str = ""
+    path_sp_centroids: str = ""
+    path_metadata_aerial: str = ""
+
+
+@dataclass
+class Config:
+    """Every setting of a flair2 run. Field order follows the reference file.
+
+    Keys marked "flair2" are additions to the reference schema.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    out_folder: str = "./flair2/"
+    out_model_name: str = "flair-2-baseline"
+
+    # Fusion
+    sat_patch_size: int = 40
+    w_unet_utae: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    drop_utae_modality: float = 0.0
+
+    # Metadata and augmentation
+    aerial_metadata: bool = True
+    geo_enc_size: int = 32
+    use_augmentation: bool = True
+
+    # Sentinel-2 time-series filtering
+    filter_clouds: bool = True
+    average_month: bool = True
+
+    # Per-class loss weights: class name -> [aerial (U-Net) weight, satellite (U-TAE) weight]
+    weights_aerial_satellite: dict[str, list[float]] = field(default_factory=_default_class_weights)
+
+    # Inputs
+    num_classes: int = 13
+    num_channels_aerial: int = 5
+    num_channels_sat: int = 10
+
+    # Training
+    num_epochs: int = 100
+    batch_size: int = 10
+    batch_size_inference: int = 1
+    lr: float = 0.001
+
+    # Computation (Lightning Trainer)
+    num_workers: int = 10
+    accelerator: str = "gpu"
+    gpus_per_node: int = 1
+    num_nodes: int = 1
+    strategy: str | None = None
+
+    # U-TAE
+    encoder_widths: list[int] = field(default_factory=lambda: [64, 64, 128, 128])
+    decoder_widths: list[int] = field(default_factory=lambda: [64, 64, 128, 128])
+    out_conv: list[int] = field(default_factory=lambda: [32, 13])
+    str_conv_k: int = 4
+    str_conv_s: int = 2
+    str_conv_p: int = 1
+    agg_mode: Literal["att_group", "att_mean", "mean"] = "att_group"
+    encoder_norm: Literal["group", "batch", "instance"] = "group"
+    n_head: int = 16
+    d_model: int = 256
+    d_k: int = 4
+    ref_year: int = 2021
+    ref_date: str = "05-15"
+    pad_value: float = 0
+    padding_mode: Literal["reflect", "zeros", "replicate", "circular"] = "reflect"
+
+    # Tracking
+    enable_progress_bar: bool = True
+    progress_rate: int = 10
+
+    # ---- flair2 additions -------------------------------------------------
+    #: Model: U-T&T (aerial + Sentinel-2) or aerial-only U-Net.
+    arch: Literal["utt", "unet"] = "utt"
+    #: Seed of everything (domain split, weights, data order). The reference uses 2022.
+    seed: int = 2022
+    #: Fraction of the train folder's domains held out for validation (reference: 0.2).
+    val_fraction: float = 0.2
+    #: Explicit validation domains; when given, ``val_fraction`` is ignored.
+    val_domains: list[str] | None = None
+    #: Explicit training domains; default: every train domain not in validation.
+    train_domains: list[str] | None = None
+    #: Aerial encoder, any segmentation_models_pytorch encoder name.
+    encoder_name: str = "resnet34"
+    #: Encoder weights: null (random init), "imagenet" (needs internet) or a local file path.
+    encoder_weights: str | None = None
+    #: Aerial patch size in pixels; null infers it from the first aerial file.
+    patch_size: int | None = None
+    #: Ground sampling distance of the aerial patches and of Sentinel-2, in metres.
+    aerial_resolution: float = 0.2
+    sat_resolution: float = 10.0
+    #: Cloud/snow filter: a pixel counts as covered at this probability (0–100) ...
+    cloud_proba_threshold: int = 60
+    #: ... and a date is dropped when the covered fraction reaches this value.
+    cloud_area_threshold: float = 0.5
+    #: Sentinel-2 scaling: "reference" reproduces the reference exactly (divide by
+    #: 65535 without monthly averaging, raw reflectance with it); "reflectance"
+    #: divides by 10000 always; "standardize" uses ``sat_mean``/``sat_std``.
+    sen2_scaling: Literal["reference", "reflectance", "standardize"] = "reference"
+    sat_mean: list[float] | None = None
+    sat_std: list[float] | None = None
+    #: Aerial metadata month encoding: "reference" (a constant, as checkpoints were
+    #: trained) or "corrected" (sin/cos of 2π(month−1)/12).
+    month_encoding: Literal["reference", "corrected"] = "reference"
+    #: Augmentation: "consistent" flips/rotates the Sentinel-2 crop with the aerial
+    #: patch; "reference" transforms only the aerial patch and mask, as the reference.
+    augmentation_mode: Literal["consistent", "reference"] = "consistent"
+    #: Skip patches with missing or broken files (counted in a warning) instead of failing.
+    skip_invalid_patches: bool = False
+    #: Optimiser, schedule and training options.
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    scheduler: Literal["none", "cosine", "plateau"] = "none"
+    warmup_epochs: int = 0
+    gradient_clip_val: float | None = None
+    precision: Literal["32", "16-mixed", "bf16-mixed", "32-true"] = "32"
+    early_stopping_patience: int = 30
+    #: Limit the number of batches per epoch (fraction or count; null = all).
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
+    #: DataLoader options.
+    pin_memory: bool = True
+    persistent_workers: bool = False
+
+    # -----------------------------------------------------------------------
+    def class_weights(self) -> tuple[list[float], list[float]]:
+        """Per-class loss weights in model-index order: (aerial, satellite)."""
+        by_name = {canonical_class_name(k): v for k, v in self.weights_aerial_satellite.items()}
+        names = CLASSES[: self.num_classes]
+        aerial = [float(by_name[n][0]) for n in names]
+        satellite = [float(by_name[n][1]) for n in names]
+        return aerial, satellite
+
+    def ref_month_day(self) -> tuple[int, int]:
+        """The reference date as (month, day)."""
+        month, day = self.ref_date.split("-")
+        return int(month), int(day)
+
+    def output_dir(self) -> Path:
+        """``out_folder/out_model_name``: where a run writes everything."""
+        return Path(self.out_folder) / self.out_model_name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain Python data (YAML-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------
+# Conversion of raw YAML values to the schema's types
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        inner = " or ".join(_type_name(a) for a in args)
+        return f"{inner} or null" if len(args) < len(get_args(tp)) else inner
+    if origin is list:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against type ``tp`` and return it converted; raise ConfigError."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}': expected a mapping, got {value!r}")
+        return _build(tp, value, path + ".")
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = get_args(tp)
+        # YAML reads 32 as an int; precision "32" is accepted either way.
+        candidate = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if candidate in allowed:
+            return candidate
+        raise ConfigError(
+            f"config key '{path}': {value!r} is not valid; choose one of "
+            + ", ".join(repr(a) for a in allowed)
+        )
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
+        (item_tp,) = get_args(tp)
+        return [_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}': expected a mapping, got {value!r}")
+        key_tp, val_tp = get_args(tp)
+        return {
+            _convert(k, key_tp, f"{path}.{k}"): _convert(v, val_tp, f"{path}.{k}")
+            for k, v in value.items()
+        }
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (datetime.date, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:  # pragma: no cover - schema programming error
+        raise TypeError(f"unsupported schema type {tp!r} at {path}")
+    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            raise ConfigError(f"config key '{prefix}{key}': unknown key{hint}")
+        kwargs[key] = _convert(value, hints[key], f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Range and consistency checks
+
+
+def _check(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"config key '{key}': {message}")
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges and consistency of a typed config; return it or raise ConfigError."""
+    s = cfg.sat_patch_size
+    _check(
+        s % 8 == 0 and 8 <= s <= 112,
+        "sat_patch_size",
+        f"must be a multiple of 8 in [8, 112], got {s}",
+    )
+    _check(len(cfg.w_unet_utae) == 2, "w_unet_utae", "must be two weights [U-TAE, U-Net]")
+    _check(all(w >= 0 for w in cfg.w_unet_utae), "w_unet_utae", "weights must be >= 0")
+    _check(0.0 <= cfg.drop_utae_modality <= 1.0, "drop_utae_modality", "must be in [0, 1]")
+    _check(cfg.geo_enc_size == 32, "geo_enc_size", "only 32 is supported (the reference encoding)")
+    _check(2 <= cfg.num_classes <= 19, "num_classes", f"must be in [2, 19], got {cfg.num_classes}")
+    _check(cfg.num_channels_aerial >= 1, "num_channels_aerial", "must be >= 1")
+    _check(cfg.num_channels_sat >= 1, "num_channels_sat", "must be >= 1")
+    for key in ("num_epochs", "batch_size", "batch_size_inference", "gpus_per_node", "num_nodes"):
+        _check(getattr(cfg, key) >= 1, key, f"must be >= 1, got {getattr(cfg, key)}")
+    _check(cfg.num_workers >= 0, "num_workers", "must be >= 0")
+    _check(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
+    _check(cfg.progress_rate >= 1, "progress_rate", "must be >= 1")
+    _check(len(cfg.encoder_widths) >= 2, "encoder_widths", "needs at least two stages")
+    _check(
+        len(cfg.decoder_widths) == len(cfg.encoder_widths),
+        "decoder_widths",
+        "must have as many entries as encoder_widths",
+    )
+    _check(
+        cfg.encoder_widths[-1] == cfg.decoder_widths[-1],
+        "decoder_widths",
+        "the last width must equal the last of encoder_widths",
+    )
+    _check(len(cfg.out_conv) >= 1, "out_conv", "needs at least one width")
+    _check(
+        cfg.out_conv[-1] == cfg.num_classes,
+        "out_conv",
+        f"the last value ({cfg.out_conv[-1]}) must equal num_classes ({cfg.num_classes})",
+    )
+    _check(cfg.d_model % cfg.n_head == 0, "d_model", f"must be divisible by n_head ({cfg.n_head})")
+    try:
+        month, day = cfg.ref_month_day()
+        datetime.date(cfg.ref_year, month, day)
+    except ValueError:
+        raise ConfigError(
+            f"config key 'ref_date': expected MM-DD (e.g. 05-15), got {cfg.ref_date!r}"
+        ) from None
+    # Class weights: every model class named once (aliases accepted).
+    names = CLASSES[: cfg.num_classes]
+    seen: dict[str, str] = {}
+    for key, pair in cfg.weights_aerial_satellite.items():
+        canon = canonical_class_name(key)
+        path = f"weights_aerial_satellite.{key}"
+        _check(canon in names, path, "unknown class; expected one of " + ", ".join(names))
+        _check(canon not in seen, path, f"class given twice (also as '{seen.get(canon)}')")
+        _check(len(pair) == 2, path, "must be [aerial weight, satellite weight]")
+        _check(all(w >= 0 for w in pair), path, "weights must be >= 0")
+        seen[canon] = key
+    missing = [n for n in names if n not in seen]
+    _check(not missing, "weights_aerial_satellite", "missing classes: " + ", ".join(missing))
+    _check(0.0 <= cfg.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
+    if cfg.patch_size is not None:
+        _check(
+            cfg.patch_size >= 32 and cfg.patch_size % 32 == 0,
+            "patch_size",
+            f"must be a multiple of 32, got {cfg.patch_size}",
+        )
+    _check(cfg.aerial_resolution > 0, "aerial_resolution", "must be > 0")
+    _check(cfg.sat_resolution > 0, "sat_resolution", "must be > 0")
+    _check(0 <= cfg.cloud_proba_threshold <= 100, "cloud_proba_threshold", "must be in [0, 100]")
+    _check(0.0 < cfg.cloud_area_threshold <= 2.0, "cloud_area_threshold", "must be in (0, 2]")
+    if cfg.sen2_scaling == "standardize":
+        for key in ("sat_mean", "sat_std"):
+            vals = getattr(cfg, key)
+            _check(
+                vals is not None and len(vals) == cfg.num_channels_sat,
+                key,
+                f"sen2_scaling 'standardize' needs {cfg.num_channels_sat} values "
+                "(run `flair2 stats` or give them)",
+            )
+        _check(all(v > 0 for v in cfg.sat_std or []), "sat_std", "must be > 0")
+    _check(cfg.momentum >= 0, "momentum", "must be >= 0")
+    _check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
+    _check(cfg.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
+    _check(cfg.early_stopping_patience >= 1, "early_stopping_patience", "must be >= 1")
+    if cfg.gradient_clip_val is not None:
+        _check(cfg.gradient_clip_val > 0, "gradient_clip_val", "must be > 0")
+    return cfg
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse one ``KEY=VALUE`` override: dotted key path, YAML-parsed value."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE (e.g. --set batch_size=4)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides (dotted keys for nested sections) to raw YAML data."""
+    for item in overrides or []:
+        parts, value = parse_override(item)
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """Build and validate a Config from plain data (e.g. parsed YAML) plus overrides."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config: the file must hold a YAML mapping of keys to values")
+    raw = apply_overrides(dict(raw), overrides)
+    return validate(_build(Config, raw))
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config file, apply ``--set`` overrides and validate it.
+
+    Args:
+        path: the YAML file (the reference ``flair-2-config.yml`` works as is).
+        overrides: ``KEY=VALUE`` strings; dotted keys reach nested sections
+            (``data.path_aerial_test=/x``); values are parsed as YAML.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or a key is unknown,
+            mistyped or out of range (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
+    try:
+        return config_from_dict(raw, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from flair2.io import write_text_atomic
+
+    write_text_atomic(path, cfg.to_yaml())
