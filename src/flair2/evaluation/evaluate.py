@@ -1,0 +1,255 @@
+"""Score a folder of predictions against the ground-truth masks.
+
+Each ``PRED_<id>.tif`` is paired with its ``MSK_<id>.tif`` by id; the masks are
+mapped to model indices as the reference does (label − 1, values above 13 become
+"other"); one confusion matrix is summed over all patches (plus one per domain)
+and every score is derived from it. Predictions may hold model indices 0–12 (the
+reference's files, no tag) or label values 1–13 (tag ``FLAIR2_VALUES=labels``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+from flair2.classes import FULL_CLASSES, FULL_PALETTE, NUM_CLASSES, labels_to_model
+from flair2.errors import DataError
+from flair2.evaluation.confusion import confusion_matrix
+from flair2.evaluation.metrics import Metrics, compute_metrics
+from flair2.evaluation.pairing import Pair, pair_predictions
+from flair2.evaluation.plots import plot_confusion_matrix, plot_per_class_iou
+from flair2.evaluation.report import format_table, render_markdown
+from flair2.io import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+#: The GeoTIFF tag giving a prediction's value convention (written by
+#: ``flair2.inference.writer``, which this layer does not import).
+VALUES_TAG = "FLAIR2_VALUES"
+
+__all__ = ["class_names_for", "evaluate_predictions", "format_table", "metrics_to_dict"]
+
+
+def class_names_for(num_classes: int) -> list[str]:
+    """Names of the model classes: label values 1..K−1 of the nomenclature, then "other"."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    return [FULL_CLASSES.get(v, f"class {v}") for v in range(1, num_classes)] + ["other"]
+
+
+def _colours_for(num_classes: int) -> list[str]:
+    return [FULL_PALETTE.get(v, "#808080") for v in range(1, num_classes)] + ["#000000"]
+
+
+def _clean(value: float) -> float | None:
+    """A JSON-safe float: NaN becomes None."""
+    return None if math.isnan(value) else float(value)
+
+
+def _read_single_band(path: Path) -> tuple[np.ndarray, dict[str, str]]:
+    """Read band 1 and the dataset tags of a GeoTIFF."""
+    # The reference writes plain TIFFs without georeferencing: not a problem for scoring.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            with rasterio.open(path) as src:
+                if src.count != 1:
+                    raise DataError(f"{path}: expected 1 band, found {src.count}")
+                return src.read(1), src.tags()
+        except RasterioIOError as exc:
+            raise DataError(f"cannot read {path}: {exc}") from exc
+
+
+def _prediction_indices(pred: np.ndarray, tags: dict[str, str], path: Path) -> np.ndarray:
+    """Convert a prediction to model indices according to its ``FLAIR2_VALUES`` tag."""
+    convention = tags.get(VALUES_TAG, "model").strip().lower()
+    if convention == "model":
+        return pred
+    if convention == "labels":
+        return pred.astype(np.int16) - 1
+    raise DataError(f"{path}: tag {VALUES_TAG}={convention!r}; expected 'model' or 'labels'")
+
+
+def _score_pair(pair: Pair, num_classes: int) -> np.ndarray:
+    """The (K, K) confusion matrix of one patch."""
+    truth, _ = _read_single_band(pair.mask)
+    pred, tags = _read_single_band(pair.prediction)
+    if truth.shape != pred.shape:
+        raise DataError(
+            f"shape mismatch: mask {pair.mask} is {truth.shape[0]}×{truth.shape[1]} but "
+            f"prediction {pair.prediction} is {pred.shape[0]}×{pred.shape[1]}"
+        )
+    if truth.size and truth.min() < 1:
+        raise DataError(f"{pair.mask}: label value {int(truth.min())} found; masks hold 1–19")
+    indices = _prediction_indices(pred, tags, pair.prediction)
+    try:
+        return confusion_matrix(labels_to_model(truth, num_classes), indices, num_classes)
+    except ValueError as exc:
+        raise DataError(f"{pair.prediction}: {exc}") from exc
+
+
+def metrics_to_dict(
+    cm: np.ndarray, class_names: Sequence[str], metrics: Metrics | None = None
+) -> dict[str, Any]:
+    """The JSON-shaped scores of one confusion matrix (NaN written as None).
+
+    Returns:
+        ``miou``, ``overall_accuracy``, ``num_pixels``, ``miou_classes`` (names) and
+        ``per_class``: name → ``iou``, ``precision``, ``recall``, ``f1``,
+        ``support`` (true pixels), ``predicted`` (predicted pixels).
+    """
+    m = compute_metrics(cm) if metrics is None else metrics
+    per_class = {
+        name: {
+            "iou": _clean(m.iou[i]),
+            "precision": _clean(m.precision[i]),
+            "recall": _clean(m.recall[i]),
+            "f1": _clean(m.f1[i]),
+            "support": int(m.support[i]),
+            "predicted": int(m.predicted[i]),
+        }
+        for i, name in enumerate(class_names)
+    }
+    return {
+        "miou": _clean(m.miou),
+        "overall_accuracy": _clean(m.overall_accuracy),
+        "num_pixels": m.num_pixels,
+        "miou_classes": [class_names[i] for i in m.miou_classes],
+        "per_class": per_class,
+    }
+
+
+def _iterate(pairs: Sequence[Pair], progress: bool) -> Iterable[Pair]:
+    if not progress:
+        return pairs
+    from rich.progress import track
+
+    return track(pairs, description="Scoring", total=len(pairs))
+
+
+def _write_outputs(result: dict[str, Any], cm: np.ndarray, out_dir: Path) -> None:
+    """metrics.json, the confusion matrix (npy, csv, png), the IoU chart and report.md."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = result["class_names"]
+    write_text_atomic(out_dir / "metrics.json", json.dumps(result, indent=2, allow_nan=False))
+
+    with atomic_path(out_dir / "confusion_matrix.npy") as tmp, open(tmp, "wb") as handle:
+        # A file object: np.save would append ".npy" to the temporary name.
+        np.save(handle, cm)
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["truth \\ prediction", *names])
+    for name, row in zip(names, cm):
+        writer.writerow([name, *(int(v) for v in row)])
+    write_text_atomic(out_dir / "confusion_matrix.csv", buffer.getvalue())
+
+    plot_confusion_matrix(cm, names, out_dir / "confusion_matrix.png")
+    indices = [names.index(n) for n in result["miou_classes"]]
+    iou = np.array([np.nan if v["iou"] is None else v["iou"] for v in result["per_class"].values()])
+    miou = np.nan if result["miou"] is None else result["miou"]
+    plot_per_class_iou(
+        iou,
+        names,
+        miou,
+        out_dir / "per_class_iou.png",
+        miou_classes=indices,
+        colours=_colours_for(len(names)),
+    )
+    images = {
+        "Confusion matrix, rows normalised (%)": "confusion_matrix.png",
+        "IoU per class": "per_class_iou.png",
+    }
+    write_text_atomic(out_dir / "report.md", render_markdown(result, images))
+
+
+def evaluate_predictions(
+    predictions_dir: str | os.PathLike[str],
+    labels_root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    num_classes: int = NUM_CLASSES,
+    *,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score every ``PRED_<id>.tif`` against its ``MSK_<id>.tif``.
+
+    Args:
+        predictions_dir: folder of predictions (searched recursively).
+        labels_root: folder of masks, e.g. the ``flair_2_labels_test`` root (recursive).
+        out_dir: when given, write metrics.json, confusion_matrix.{npy,csv,png},
+            per_class_iou.png and report.md there.
+        num_classes: K (13 for the baselines); the last class is "other".
+        progress: show a rich progress bar over the patches.
+
+    Returns:
+        The metrics dict (also the content of metrics.json): ``miou``,
+        ``overall_accuracy``, ``num_pixels``, ``miou_classes``, ``per_class``,
+        ``per_domain`` (domain → ``miou``, ``overall_accuracy``, ``num_patches``,
+        ``num_pixels``, ``iou`` per class), ``confusion_matrix`` (K lists of K
+        counts, rows = truth), ``num_patches``, ``num_classes``, ``class_names``,
+        ``predictions_dir``, ``labels_root``. Undefined scores are None.
+
+    Raises:
+        DataError: on unpaired or duplicate files, unreadable files, shape
+            mismatches or out-of-range values; the message names the files.
+    """
+    names = class_names_for(num_classes)
+    pairs = pair_predictions(predictions_dir, labels_root)
+    start = time.perf_counter()
+
+    total = np.zeros((num_classes, num_classes), dtype=np.int64)
+    by_domain: dict[str, np.ndarray] = {}
+    patches_by_domain: dict[str, int] = {}
+    for pair in _iterate(pairs, progress):
+        cm = _score_pair(pair, num_classes)
+        total += cm
+        if pair.domain not in by_domain:
+            by_domain[pair.domain] = np.zeros_like(total)
+            patches_by_domain[pair.domain] = 0
+        by_domain[pair.domain] += cm
+        patches_by_domain[pair.domain] += 1
+
+    result = metrics_to_dict(total, names)
+    per_domain = {}
+    for domain in sorted(by_domain):
+        scores = metrics_to_dict(by_domain[domain], names)
+        per_domain[domain] = {
+            "miou": scores["miou"],
+            "overall_accuracy": scores["overall_accuracy"],
+            "num_patches": patches_by_domain[domain],
+            "num_pixels": scores["num_pixels"],
+            "iou": {name: s["iou"] for name, s in scores["per_class"].items()},
+        }
+    result.update(
+        per_domain=per_domain,
+        confusion_matrix=total.tolist(),
+        num_patches=len(pairs),
+        num_classes=num_classes,
+        class_names=names,
+        predictions_dir=str(predictions_dir),
+        labels_root=str(labels_root),
+    )
+    elapsed = time.perf_counter() - start
+    log.info(
+        "scored %d patches in %.1f s: mIoU %s, overall accuracy %s",
+        len(pairs),
+        elapsed,
+        result["miou"],
+        result["overall_accuracy"],
+    )
+    if out_dir is not None:
+        _write_outputs(result, total, Path(out_dir))
+    return result
