@@ -1,0 +1,106 @@
+"""Training-data throughput: samples/s of the Dataset and of the DataLoader.
+
+Measures what one training epoch reads: aerial + mask + Sentinel-2 crop (cloud
+filter, monthly averages) + metadata + augmentation. Prints one JSON line:
+``samples_per_s`` (Dataset, one process), ``loader0_samples_per_s`` (DataLoader,
+0 workers), ``loader_samples_per_s`` (DataLoader, 2 workers) and ``peak_rss_mb``.
+
+    python bench/data.py                 # generates a 512 px toy dataset in a temp folder
+    python bench/data.py --data ROOT     # a dataset in the official layout (ROOT/toy.yml or flags)
+    python bench/data.py --quick         # 64 px, a few iterations (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from flair2.config import config_from_dict
+from flair2.data.datamodule import FlairDataModule
+from flair2.data.toy import generate_toy_dataset, toy_config_dict
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0
+
+
+def measure(data_root: Path, samples: int, workers: int, batch_size: int) -> dict[str, float]:
+    cfg = config_from_dict(
+        {
+            "data": toy_config_dict(data_root),
+            "use_augmentation": True,
+            "filter_clouds": True,
+            "average_month": True,
+            "aerial_metadata": True,
+            "num_workers": workers,
+            "batch_size": batch_size,
+            "accelerator": "cpu",
+            "val_fraction": 0.0,
+        }
+    )
+    dm = FlairDataModule(cfg)
+    dm.setup("fit")
+    dataset = dm.train_dataset
+    assert dataset is not None
+    n = len(dataset)
+    for i in range(min(n, 4)):  # warm the file cache and the per-zone caches
+        dataset[i]
+    start = time.perf_counter()
+    for i in range(samples):
+        dataset[i % n]
+    ds_rate = samples / (time.perf_counter() - start)
+
+    rates = {}
+    for w in (0, workers):
+        dm.cfg.num_workers = w
+        loader = dm.train_dataloader()
+        seen = 0
+        start = time.perf_counter()
+        while seen < samples:
+            for batch in loader:
+                seen += len(batch["aerial"])
+                if seen >= samples:
+                    break
+        rates[w] = seen / (time.perf_counter() - start)
+    return {
+        "samples_per_s": round(ds_rate, 2),
+        "loader0_samples_per_s": round(rates[0], 2),
+        "loader_samples_per_s": round(rates[workers], 2),
+        "patches": n,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=None, help="dataset root (official layout)")
+    parser.add_argument("--quick", action="store_true", help="64 px, few samples (CI)")
+    parser.add_argument("--samples", type=int, default=None, help="samples per measurement")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="unused: data loading runs on the CPU")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    patch_size = 64 if args.quick else 512
+    samples = args.samples or (8 if args.quick else 200)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.data
+        if root is None:
+            root = Path(tmp) / "toy"
+            generate_toy_dataset(root, patch_size=patch_size, seed=0)
+        figures = measure(root, samples, args.workers, batch_size=4)
+    figures.update(patch_size=patch_size, peak_rss_mb=round(peak_rss_mb(), 1))
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

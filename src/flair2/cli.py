@@ -1,0 +1,306 @@
+"""The ``flair2`` command: each subcommand parses, loads the config and calls one function.
+
+Errors a user can fix (:class:`~flair2.errors.Flair2Error`) are printed as one
+line naming the file or key, with exit status 2; nothing imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from flair2 import __version__
+from flair2.config import Config, load_config
+from flair2.errors import Flair2Error
+
+log = logging.getLogger("flair2")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def user_message(exc: BaseException) -> str:
+    """The user-facing text of an error, without a worker process's traceback.
+
+    A DataLoader re-raises a worker's exception with the worker traceback folded
+    into the message; its last line holds the original message.
+    """
+    text = str(exc).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)],
+        force=True,
+    )
+    # A deprecation inside Lightning itself, printed once per run: not the user's concern.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config, args.overrides)
+
+
+def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--config", "-c", required=required, help="YAML configuration file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted for nested keys, value parsed as YAML); repeatable",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+
+def cmd_toy(args: argparse.Namespace) -> int:
+    from flair2.data.toy import generate_toy_dataset
+
+    summary = generate_toy_dataset(
+        Path(args.out),
+        patch_size=args.patch_size,
+        seed=args.seed,
+        num_domains=args.domains,
+        zones_per_domain=args.zones,
+        patches_per_zone=args.patches,
+        num_test_domains=args.test_domains,
+        num_dates=args.dates,
+        test_patches_per_zone=args.test_patches,
+        sat_patch_size=args.sat_patch_size,
+        overwrite=args.overwrite,
+        progress=True,
+    )
+    print(summary.format())
+    return 0
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from flair2.data.check import check_dataset
+
+    report = check_dataset(_load(args), quick=args.quick)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from flair2.models.info import describe_model
+
+    cfg = _load(args)
+    patch_size = args.patch_size or cfg.patch_size or 512
+    info = describe_model(cfg, patch_size=patch_size, num_dates=args.dates)
+    for key, value in info.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from flair2.training import train
+
+    result = train(_load(args), resume=args.resume)
+    log.info("best checkpoint: %s (val_loss %s)", result.best_checkpoint, result.best_val_loss)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from flair2.inference.predict import predict
+
+    predict(
+        _load(args),
+        args.checkpoint,
+        args.out,
+        values=args.values,
+        probabilities=args.probabilities,
+        tta=args.tta,
+        overwrite=args.overwrite,
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from flair2.pipeline import evaluate
+
+    evaluate(_load(args), args.predictions, args.out)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flair2.pipeline import run
+
+    run(_load(args))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flair2.pipeline import demo
+
+    demo(Path(args.out), epochs=args.epochs)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from flair2.visualize import render_patch_figure
+
+    path = render_patch_figure(
+        _load(args), args.patch, Path(args.out), prediction_dir=args.prediction
+    )
+    log.info("figure: %s", path)
+    return 0
+
+
+def cmd_plot_logs(args: argparse.Namespace) -> int:
+    from flair2.evaluation.curves import plot_training_curves
+
+    path = plot_training_curves(Path(args.dir), Path(args.out) if args.out else None)
+    log.info("training curves: %s", path)
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from flair2.inference.preview import write_preview
+
+    path = write_preview(
+        Path(args.image), Path(args.out), stretch=args.stretch, world_file=args.world_file
+    )
+    log.info("preview: %s", path)
+    return 0
+
+
+COMMANDS: dict[str, tuple[Handler, str]] = {
+    "show": (cmd_show, "draw one patch: RGB, false colour, elevation, labels, Sentinel-2, NDVI"),
+    "plot-logs": (cmd_plot_logs, "draw loss and mIoU curves from a run's CSV logs"),
+    "preview": (cmd_preview, "write an RGB PNG/JPEG of a 5-band aerial patch"),
+    "train": (cmd_train, "train the configured model (best + last checkpoints, logs)"),
+    "predict": (cmd_predict, "write one georeferenced PRED_<id>.tif per test patch"),
+    "evaluate": (cmd_evaluate, "score predictions against the test masks (mIoU, report)"),
+    "run": (cmd_run, "train, predict with the best checkpoint, evaluate"),
+    "demo": (cmd_demo, "toy dataset → train U-T&T and U-Net → predict → evaluate"),
+    "toy": (cmd_toy, "generate a synthetic dataset in the official FLAIR #2 layout"),
+    "check-data": (cmd_check_data, "check a dataset's files and print a summary"),
+    "model-info": (cmd_model_info, "parameter count and FLOPs of the configured model"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flair2",
+        description="Land-cover segmentation from aerial imagery and Sentinel-2 (FLAIR #2).",
+    )
+    parser.add_argument("--version", action="version", version=f"flair2 {__version__}")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help=COMMANDS["train"][1])
+    _add_config_args(p)
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="CKPT",
+        help="continue from a checkpoint of this run ('last' = <out>/checkpoints/last.ckpt)",
+    )
+
+    p = sub.add_parser("predict", help=COMMANDS["predict"][1])
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="flair2 or reference checkpoint")
+    p.add_argument("--out", default=None, help="default <out_folder>/<out_model_name>/predictions")
+    p.add_argument(
+        "--values",
+        choices=("model", "labels"),
+        default="model",
+        help="model indices 0–12 (default) or label nomenclature 1–13",
+    )
+    p.add_argument("--probabilities", action="store_true", help="also write PROB_<id>.tif")
+    p.add_argument("--tta", action="store_true", help="average over flips and 90° rotations")
+    p.add_argument("--overwrite", action="store_true", help="re-predict existing files")
+
+    p = sub.add_parser("evaluate", help=COMMANDS["evaluate"][1])
+    _add_config_args(p)
+    p.add_argument("--predictions", required=True, help="folder of PRED_<id>.tif files")
+    p.add_argument("--out", default=None, help="default <out_folder>/<out_model_name>/metrics")
+
+    p = sub.add_parser("run", help=COMMANDS["run"][1])
+    _add_config_args(p)
+
+    p = sub.add_parser("demo", help=COMMANDS["demo"][1])
+    p.add_argument("--out", default="demo", help="demo folder (dataset, runs, reports)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per model")
+
+    p = sub.add_parser("show", help=COMMANDS["show"][1])
+    _add_config_args(p)
+    p.add_argument("--patch", required=True, help="patch name or id, e.g. IMG_077413")
+    p.add_argument("--prediction", default=None, help="folder of PRED_<id>.tif to compare")
+    p.add_argument("--out", required=True, help="output PNG")
+
+    p = sub.add_parser("plot-logs", help=COMMANDS["plot-logs"][1])
+    p.add_argument("dir", help="a run's output or logs folder")
+    p.add_argument("--out", default=None, help="default <DIR>/training_curves.png")
+
+    p = sub.add_parser("preview", help=COMMANDS["preview"][1])
+    p.add_argument("image", help="aerial GeoTIFF (IMG_<id>.tif)")
+    p.add_argument("--out", required=True, help="output .png, .jpg or .jpeg")
+    p.add_argument("--stretch", choices=("percentile", "none"), default="percentile")
+    p.add_argument("--world-file", action="store_true", help="also write a world file")
+
+    p = sub.add_parser("toy", help=COMMANDS["toy"][1])
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--patch-size", type=int, default=512, help="aerial patch size (px)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--domains", type=int, default=4, help="number of train domains")
+    p.add_argument("--zones", type=int, default=2, help="zones per domain")
+    p.add_argument("--patches", type=int, default=8, help="patches per zone")
+    p.add_argument("--test-domains", type=int, default=2, help="number of test domains")
+    p.add_argument("--test-patches", type=int, default=5, help="patches per test zone")
+    p.add_argument("--dates", type=int, default=20, help="Sentinel-2 dates per zone (about)")
+    p.add_argument(
+        "--sat-patch-size", type=int, default=40, help="Sentinel-2 crop the areas must hold"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+
+    p = sub.add_parser("check-data", help=COMMANDS["check-data"][1])
+    _add_config_args(p)
+    p.add_argument("--quick", action="store_true", help="read only part of each aerial file")
+
+    p = sub.add_parser("model-info", help=COMMANDS["model-info"][1])
+    _add_config_args(p)
+    p.add_argument("--patch-size", type=int, default=None, help="aerial size (default 512)")
+    p.add_argument("--dates", type=int, default=12, help="Sentinel-2 dates (default 12)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``flair2`` console command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    handler = COMMANDS[args.command][0]
+    try:
+        return handler(args)
+    except Flair2Error as exc:
+        # One line a user can act on; the traceback only with FLAIR2_DEBUG=1.
+        if os.environ.get("FLAIR2_DEBUG"):
+            raise
+        print(f"flair2 {args.command}: error: {user_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"flair2 {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

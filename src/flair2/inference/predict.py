@@ -1,0 +1,171 @@
+"""Predict the test patches: one georeferenced ``PRED_<id>.tif`` per patch.
+
+Files are written atomically on a background thread, so the model never waits
+for the disk and an interrupted run leaves no broken file; a re-run skips the
+patches whose files exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import rasterio
+import torch
+
+from flair2.config import Config
+from flair2.data.datamodule import FlairDataModule
+from flair2.data.discovery import Splits, discover
+from flair2.data.records import PatchRecord
+from flair2.inference.qgis import write_qml
+from flair2.inference.writer import AsyncWriter, is_done, prediction_path, write_prediction
+from flair2.models import load_checkpoint_weights
+from flair2.task import SegmentationTask
+from flair2.training import progress_callbacks, quiet_lightning, trainer_kwargs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictResult:
+    """What a prediction run did."""
+
+    out_dir: Path
+    written: int
+    skipped: int
+    seconds: float
+
+    @property
+    def patches_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else float("nan")
+
+
+class PatchWriter(pl.Callback):
+    """Writes each predicted patch as a GeoTIFF with its aerial patch's CRS and transform."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        records: list[PatchRecord],
+        *,
+        values: str = "model",
+        probabilities: bool = False,
+    ) -> None:
+        self.out_dir = out_dir
+        self.aerial_by_id = {r.patch_id: r.aerial for r in records}
+        self.values = values
+        self.probabilities = probabilities
+        self.writer: AsyncWriter | None = None
+        self.count = 0
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.writer = AsyncWriter()
+        self.count = 0
+
+    def on_predict_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self.writer is None:
+            raise RuntimeError("PatchWriter: predict did not start")
+        probs = outputs["probabilities"]
+        classes = probs.argmax(1).to(torch.uint8).cpu().numpy()
+        probs_np = probs.cpu().numpy() if self.probabilities else None
+        for i, patch_id in enumerate(outputs["patch_id"]):
+            with rasterio.open(self.aerial_by_id[patch_id]) as src:
+                crs, transform = src.crs, src.transform
+            self.writer.submit(
+                write_prediction,
+                prediction_path(self.out_dir, patch_id),
+                np.ascontiguousarray(classes[i]),
+                crs=crs,
+                transform=transform,
+                values=self.values,
+                probabilities=None if probs_np is None else probs_np[i],
+            )
+            self.count += 1
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def predict(
+    cfg: Config,
+    checkpoint: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    values: str = "model",
+    probabilities: bool = False,
+    tta: bool = False,
+    overwrite: bool = False,
+    records: list[PatchRecord] | None = None,
+) -> PredictResult:
+    """Predict every test patch of a config with a checkpoint (ours or the reference's).
+
+    Args:
+        cfg: the configuration (test paths, model keys, batch_size_inference).
+        checkpoint: a flair2 or reference Lightning checkpoint, or a state dict file.
+        out_dir: output folder (default ``<out_folder>/<out_model_name>/predictions``).
+        values: "model" (0–12) or "labels" (the label nomenclature, 1–13).
+        probabilities: also write ``PROB_<id>.tif`` (per-class probabilities, uint8).
+        tta: average over flips and 90° rotations.
+        overwrite: predict patches whose files already exist (default: skip them).
+        records: the patches to predict (default: the config's test split).
+
+    Returns:
+        Counts and wall-clock time of the run.
+    """
+    out = Path(out_dir) if out_dir else cfg.output_dir() / "predictions"
+    out.mkdir(parents=True, exist_ok=True)
+    # A QGIS style beside the files: drag a PRED_*.tif into QGIS and load it.
+    write_qml(out / "predictions.qml", values=values, num_classes=cfg.num_classes)
+    if records is None:
+        records = discover(cfg, stages=("test",)).test
+    todo = [
+        r
+        for r in records
+        if overwrite or not is_done(out, r.patch_id, with_probabilities=probabilities)
+    ]
+    skipped = len(records) - len(todo)
+    if skipped:
+        log.info("%d of %d patches already predicted in %s: skipped", skipped, len(records), out)
+    if not todo:
+        return PredictResult(out, 0, skipped, 0.0)
+    datamodule = FlairDataModule(cfg, splits=Splits(test=todo))
+    datamodule.setup("predict")
+    task = SegmentationTask(cfg, patch_size=datamodule.patch_size())
+    load_checkpoint_weights(task.model, checkpoint)
+    task.predict_tta = tta
+    quiet_lightning()
+    writer = PatchWriter(out, todo, values=values, probabilities=probabilities)
+    trainer = pl.Trainer(
+        **trainer_kwargs(cfg),
+        callbacks=[writer, *progress_callbacks(cfg)],
+        logger=False,
+        inference_mode=True,
+    )
+    start = time.perf_counter()
+    trainer.predict(task, datamodule=datamodule, return_predictions=False)
+    seconds = time.perf_counter() - start
+    result = PredictResult(out, writer.count, skipped, seconds)
+    log.info(
+        "predicted %d patches in %.1f s (%.2f patches/s, %s) into %s",
+        result.written,
+        seconds,
+        result.patches_per_second,
+        trainer.accelerator.__class__.__name__.replace("Accelerator", ""),
+        out,
+    )
+    return result

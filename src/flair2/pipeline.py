@@ -1,0 +1,131 @@
+"""End-to-end jobs: train → predict → evaluate (``flair2 run``) and the toy demo.
+
+``run`` is what the reference's ``main.py`` does, with its defect 15 fixed: it
+predicts with the best checkpoint by validation loss, not the last epoch's weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flair2.config import Config, config_from_dict, load_config
+from flair2.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def evaluate(
+    cfg: Config, predictions: str | Path, out_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Score a folder of predictions against the config's test masks and write the report.
+
+    Args:
+        cfg: the configuration (``data.path_labels_test``).
+        predictions: folder of ``PRED_<id>.tif`` files.
+        out_dir: report folder (default ``<out_folder>/<out_model_name>/metrics``).
+
+    Returns:
+        The metrics (also written to ``metrics.json``).
+    """
+    from flair2.evaluation.evaluate import evaluate_predictions, format_table
+
+    if not cfg.data.path_labels_test:
+        raise ConfigError(
+            "config key 'data.path_labels_test' is empty: test masks are needed to score"
+        )
+    out = Path(out_dir) if out_dir else cfg.output_dir() / "metrics"
+    metrics = evaluate_predictions(
+        predictions,
+        cfg.data.path_labels_test,
+        out,
+        num_classes=cfg.num_classes,
+        example_patches=3,
+        aerial_root=cfg.data.path_aerial_test or None,
+    )
+    print(format_table(metrics))
+    log.info("report: %s", out / "report.md")
+    return metrics
+
+
+def run(cfg: Config) -> dict[str, Any] | None:
+    """Train, predict the test set with the best checkpoint, and score it if labels exist."""
+    from flair2.inference.predict import predict
+    from flair2.training import train
+
+    result = train(cfg)
+    checkpoint = result.best_checkpoint or result.last_checkpoint
+    if checkpoint is None:
+        raise ConfigError("training produced no checkpoint (no validation ran?)")
+    predictions = result.out_dir / "predictions"
+    predict(cfg, checkpoint, predictions)
+    if not cfg.data.path_labels_test:
+        log.info("no test labels configured (data.path_labels_test): skipping evaluation")
+        return None
+    return evaluate(cfg, predictions, result.out_dir / "metrics")
+
+
+def toy_config(data_root: Path, out_folder: Path, name: str, **overrides: Any) -> Config:
+    """The shipped ``configs/toy.yml`` pointed at a generated toy dataset."""
+    base = yaml.safe_load((ROOT / "configs" / "toy.yml").read_text(encoding="utf-8"))
+    from flair2.data.toy import toy_config_dict
+
+    base["data"] = toy_config_dict(data_root)
+    base["out_folder"] = str(out_folder)
+    base["out_model_name"] = name
+    base.update(overrides)
+    return config_from_dict(base)
+
+
+def demo(out: Path, epochs: int | None = None) -> dict[str, dict[str, Any]]:
+    """Generate the toy dataset, train U-T&T and the aerial-only U-Net, predict, evaluate.
+
+    Args:
+        out: demo folder: ``data/`` (the toy dataset) and ``runs/<model>/``.
+        epochs: training epochs per model (default: the toy config's).
+
+    Returns:
+        Metrics per model name.
+    """
+    from flair2.data.toy import generate_toy_dataset
+
+    data_root = out / "data"
+    if not (data_root / "flair_aerial_train").is_dir():
+        log.info("generating the toy dataset in %s", data_root)
+        generate_toy_dataset(data_root, patch_size=128, seed=0)
+    results: dict[str, dict[str, Any]] = {}
+    for name, arch in (("utt", "utt"), ("unet", "unet")):
+        extra: dict[str, Any] = {"arch": arch}
+        if epochs is not None:
+            extra["num_epochs"] = epochs
+        cfg = toy_config(data_root, out / "runs", name, **extra)
+        metrics = run(cfg)
+        if metrics is not None:
+            results[name] = metrics
+    _print_comparison(results)
+    return results
+
+
+def _print_comparison(results: dict[str, dict[str, Any]]) -> None:
+    if not results:
+        return
+    names = list(results)
+    classes = list(next(iter(results.values()))["per_class"])
+    lines = ["", "class".ljust(24) + "".join(n.rjust(10) for n in names)]
+    for cls in classes:
+        row = [results[n]["per_class"][cls]["iou"] for n in names]
+        lines.append(
+            cls.ljust(24) + "".join(("-" if v is None else f"{v:.3f}").rjust(10) for v in row)
+        )
+    lines.append("mIoU".ljust(24) + "".join(f"{results[n]['miou']:.3f}".rjust(10) for n in names))
+    print("\n".join(lines))
+
+
+def load_and_run(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any] | None:
+    """``python main.py --config_file=CFG``: load a config file and :func:`run` it."""
+    return run(load_config(path, overrides))
