@@ -28,6 +28,14 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from flair2.classes import FULL_CLASSES, FULL_PALETTE, NUM_CLASSES, labels_to_model
 from flair2.errors import DataError
 from flair2.evaluation.confusion import confusion_matrix
+from flair2.evaluation.figures import (
+    build_comparison_figure,
+    find_named_files,
+    read_bands,
+    save_figure,
+    select_examples,
+    stretch,
+)
 from flair2.evaluation.metrics import Metrics, compute_metrics
 from flair2.evaluation.pairing import Pair, pair_predictions
 from flair2.evaluation.plots import plot_confusion_matrix, plot_per_class_iou
@@ -40,7 +48,14 @@ log = logging.getLogger(__name__)
 #: ``flair2.inference.writer``, which this layer does not import).
 VALUES_TAG = "FLAIR2_VALUES"
 
-__all__ = ["class_names_for", "evaluate_predictions", "format_table", "metrics_to_dict"]
+__all__ = [
+    "class_names_for",
+    "evaluate_predictions",
+    "format_table",
+    "metrics_to_dict",
+    "read_mask",
+    "read_prediction",
+]
 
 
 def class_names_for(num_classes: int) -> list[str]:
@@ -81,6 +96,80 @@ def _prediction_indices(pred: np.ndarray, tags: dict[str, str], path: Path) -> n
     if convention == "labels":
         return pred.astype(np.int16) - 1
     raise DataError(f"{path}: tag {VALUES_TAG}={convention!r}; expected 'model' or 'labels'")
+
+
+def read_prediction(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a ``PRED_<id>.tif`` as model indices, whatever its ``FLAIR2_VALUES`` convention.
+
+    Returns:
+        (H, W) integer array of model indices (0..K−1 for a valid file).
+
+    Raises:
+        DataError: the file is unreadable, has several bands or an unknown convention tag.
+    """
+    pred, tags = _read_single_band(Path(path))
+    return _prediction_indices(pred, tags, Path(path))
+
+
+def read_mask(path: str | os.PathLike[str], num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Read a ``MSK_<id>.tif`` (label values 1–19) as model indices 0..K−1.
+
+    Raises:
+        DataError: the file is unreadable, has several bands or holds a value below 1.
+    """
+    truth, _ = _read_single_band(Path(path))
+    if truth.size and truth.min() < 1:
+        raise DataError(f"{path}: label value {int(truth.min())} found; masks hold 1–19")
+    return labels_to_model(truth, num_classes)
+
+
+def _write_examples(
+    pairs: Sequence[Pair],
+    per_patch: dict[str, float | None],
+    out_dir: Path,
+    names: list[str],
+    aerial_root: str | os.PathLike[str] | None,
+    count: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """Draw the ``count`` worst and best patches by mIoU into ``out_dir/patches``.
+
+    Returns:
+        ``{"worst": [...], "best": [...]}``, each entry ``id``, ``domain``, ``miou`` and
+        ``figure`` (path relative to ``out_dir``), as recorded in metrics.json.
+    """
+    worst, best = select_examples(per_patch, count)
+    by_id = {p.patch_id: p for p in pairs}
+    aerial: dict[str, Path] = {}
+    if aerial_root is not None:
+        if not Path(aerial_root).is_dir():
+            raise DataError(f"aerial folder not found: {aerial_root}")
+        aerial = find_named_files(aerial_root, {f"IMG_{i}.tif" for i in worst + best})
+    examples: dict[str, list[dict[str, Any]]] = {"worst": [], "best": []}
+    for kind, ids in (("worst", worst), ("best", best)):
+        for rank, patch_id in enumerate(ids, start=1):
+            pair = by_id[patch_id]
+            image = aerial.get(f"IMG_{patch_id}.tif")
+            rgb = None if image is None else stretch(read_bands(image, (0, 1, 2)))
+            miou = per_patch[patch_id]
+            fig = build_comparison_figure(
+                read_mask(pair.mask, len(names)),
+                read_prediction(pair.prediction),
+                names,
+                rgb=rgb,
+                title=f"{kind} #{rank}: IMG_{patch_id} ({pair.domain}), mIoU {miou:.3f}",
+            )
+            rel = f"patches/{kind}_{rank}_IMG_{patch_id}.png"
+            save_figure(fig, out_dir / rel)
+            examples[kind].append(
+                {"id": patch_id, "domain": pair.domain, "miou": miou, "figure": rel}
+            )
+    if aerial_root is not None and len(aerial) < len(worst) + len(best):
+        log.warning(
+            "%d example patch(es) have no IMG_<id>.tif under %s: drawn without the aerial image",
+            len(worst) + len(best) - len(aerial),
+            aerial_root,
+        )
+    return examples
 
 
 def _score_pair(pair: Pair, num_classes: int) -> np.ndarray:
@@ -183,6 +272,8 @@ def evaluate_predictions(
     num_classes: int = NUM_CLASSES,
     *,
     progress: bool = False,
+    example_patches: int = 0,
+    aerial_root: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score every ``PRED_<id>.tif`` against its ``MSK_<id>.tif``.
 
@@ -193,6 +284,10 @@ def evaluate_predictions(
             per_class_iou.png and report.md there.
         num_classes: K (13 for the baselines); the last class is "other".
         progress: show a rich progress bar over the patches.
+        example_patches: with ``out_dir``, draw this many worst and best patches (by
+            mIoU) into ``out_dir/patches/`` and show them in report.md (0: none).
+        aerial_root: folder searched recursively for ``IMG_<id>.tif``; when given, the
+            example panels include the aerial image (R, G, B).
 
     Returns:
         The metrics dict (also the content of metrics.json): ``miou``,
@@ -200,7 +295,9 @@ def evaluate_predictions(
         ``per_domain`` (domain → ``miou``, ``overall_accuracy``, ``num_patches``,
         ``num_pixels``, ``iou`` per class), ``confusion_matrix`` (K lists of K
         counts, rows = truth), ``num_patches``, ``num_classes``, ``class_names``,
-        ``predictions_dir``, ``labels_root``. Undefined scores are None.
+        ``predictions_dir``, ``labels_root``, ``per_patch`` (id → mIoU) and, with
+        example patches, ``example_patches`` (``worst``/``best`` lists of ``id``,
+        ``domain``, ``miou``, ``figure``). Undefined scores are None.
 
     Raises:
         DataError: on unpaired or duplicate files, unreadable files, shape
@@ -213,9 +310,11 @@ def evaluate_predictions(
     total = np.zeros((num_classes, num_classes), dtype=np.int64)
     by_domain: dict[str, np.ndarray] = {}
     patches_by_domain: dict[str, int] = {}
+    per_patch: dict[str, float | None] = {}
     for pair in _iterate(pairs, progress):
         cm = _score_pair(pair, num_classes)
         total += cm
+        per_patch[pair.patch_id] = _clean(compute_metrics(cm).miou)
         if pair.domain not in by_domain:
             by_domain[pair.domain] = np.zeros_like(total)
             patches_by_domain[pair.domain] = 0
@@ -241,6 +340,7 @@ def evaluate_predictions(
         class_names=names,
         predictions_dir=str(predictions_dir),
         labels_root=str(labels_root),
+        per_patch=per_patch,
     )
     elapsed = time.perf_counter() - start
     log.info(
@@ -251,5 +351,9 @@ def evaluate_predictions(
         result["overall_accuracy"],
     )
     if out_dir is not None:
+        if example_patches > 0:
+            result["example_patches"] = _write_examples(
+                pairs, per_patch, Path(out_dir), names, aerial_root, example_patches
+            )
         _write_outputs(result, total, Path(out_dir))
     return result

@@ -99,6 +99,32 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _example_lines(examples: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """The "worst and best patches" section: a table, then each patch's figure."""
+    entries = [(kind, e) for kind in ("worst", "best") for e in examples.get(kind, [])]
+    if not entries:
+        return []
+    lines = [
+        "## Worst and best patches",
+        "",
+        "Patches ranked by their own mIoU (classes absent from a patch's mask and "
+        "prediction are skipped).",
+        "",
+        _md_table(
+            ["rank", "patch", "domain", "mIoU"],
+            [
+                [f"{kind} {rank}", f"[IMG_{e['id']}]({e['figure']})", e["domain"], _num(e["miou"])]
+                for kind in ("worst", "best")
+                for rank, e in enumerate(examples.get(kind, []), start=1)
+            ],
+        ),
+        "",
+    ]
+    for kind, e in entries:
+        lines += [f"![{kind}: IMG_{e['id']}, mIoU {_num(e['miou'])}]({e['figure']})", ""]
+    return lines
+
+
 def render_markdown(metrics: Mapping[str, Any], images: Mapping[str, str] | None = None) -> str:
     """The Markdown report: summary, per-class and per-domain tables, figures.
 
@@ -151,4 +177,5 @@ def render_markdown(metrics: Mapping[str, Any], images: Mapping[str, str] | None
         lines += ["## Figures", ""]
         for caption, rel in images.items():
             lines += [f"![{caption}]({rel})", ""]
+    lines += _example_lines(metrics.get("example_patches") or {})
     return "\n".join(lines).rstrip() + "\n"
