@@ -121,3 +121,27 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yml")))
 def test_shipped_configs_load(name: str) -> None:
     load_config(ROOT / "configs" / name)
+
+
+@pytest.mark.parametrize(
+    ("name", "arch", "metadata", "augmentation", "filtering"),
+    [
+        ("leaderboard-1-unet.yml", "unet", False, False, False),
+        ("leaderboard-2-unet-mtd-aug.yml", "unet", True, True, False),
+        ("leaderboard-3-utt.yml", "utt", True, False, False),
+        ("leaderboard-4-utt-filter-avg-aug.yml", "utt", True, True, True),
+    ],
+)
+def test_leaderboard_presets_differ_from_reference_only_where_published(
+    name: str, arch: str, metadata: bool, augmentation: bool, filtering: bool
+) -> None:
+    preset = load_config(ROOT / "configs" / name).to_dict()
+    reference = load_config(REFERENCE).to_dict()
+    differing = {k for k in preset if preset[k] != reference[k]}
+    allowed = {"arch", "out_model_name", "augmentation_mode", "aerial_metadata"}
+    allowed |= {"use_augmentation", "filter_clouds", "average_month"}
+    assert differing <= allowed
+    assert preset["arch"] == arch and preset["aerial_metadata"] is metadata
+    assert preset["use_augmentation"] is augmentation
+    assert preset["filter_clouds"] is filtering and preset["average_month"] is filtering
+    assert preset["augmentation_mode"] == "reference"

@@ -208,10 +208,14 @@ def write_prediction(
 
     with (
         atomic_path(path) as tmp,
-        rasterio.open(tmp, "w", **_profile(1, height, width, crs, transform)) as dst,
+        rasterio.open(
+            tmp, "w", **_profile(1, height, width, crs, transform), photometric="palette"
+        ) as dst,
     ):
-        dst.write(out, 1)
+        # The colour table goes in before the pixels: GDAL cannot change the
+        # photometric interpretation of a TIFF once data is written.
         dst.write_colormap(1, _colormap(values, len(PALETTE)))
+        dst.write(out, 1)
         dst.update_tags(**{VALUES_TAG: values})
 
 
