@@ -59,7 +59,7 @@ def apply_flip_rotate(
             it as is.
 
     Returns:
-        A new dict; transformed tensors are new (contiguous) tensors.
+        A new dict; transformed tensors are new tensors or views (the collate copies them).
     """
     if mode not in ("consistent", "reference"):
         raise ValueError(f"unknown augmentation mode {mode!r}")
@@ -69,7 +69,7 @@ def apply_flip_rotate(
         return out
     for key in keys:
         if key in out and out[key] is not None:
-            out[key] = _transform(out[key], vflip, hflip, rot).contiguous()
+            out[key] = _transform(out[key], vflip, hflip, rot)
     return out
 
 
