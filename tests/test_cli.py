@@ -159,3 +159,30 @@ def test_toy_and_check_data_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     victim.unlink()
     assert main(["check-data", "--config", str(root / "toy.yml")]) == 1
     assert victim.name.replace("MSK", "IMG") in capsys.readouterr().out
+
+
+def test_model_info_command(config_file: Path, capsys: pytest.CaptureFixture) -> None:
+    assert (
+        main(["model-info", "--config", str(config_file), "--patch-size", "64", "--dates", "2"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "parameters:" in out and "GFLOP per forward" in out and "arch: utt" in out
+
+
+def test_predict_with_tta_and_probabilities(config_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "run"
+    assert main(["train", "--config", str(config_file)]) == 0
+    ckpt = str(out / "checkpoints" / "last.ckpt")
+    args = ["predict", "--config", str(config_file), "--checkpoint", ckpt]
+    assert main([*args, "--out", str(tmp_path / "plain"), "--probabilities"]) == 0
+    assert main([*args, "--out", str(tmp_path / "tta"), "--probabilities", "--tta"]) == 0
+    probs = sorted((tmp_path / "tta").glob("PROB_*.tif"))
+    assert len(probs) == 3
+    with rasterio.open(probs[0]) as src:
+        stack = src.read().astype(int)
+    assert stack.shape == (13, 64, 64)
+    assert np.all(np.abs(stack.sum(0) - 255) <= 13)  # rounded probabilities sum to ~255
+    with rasterio.open(tmp_path / "plain" / probs[0].name) as src:
+        assert not np.array_equal(src.read().astype(int), stack)  # TTA changed them
+    assert (tmp_path / "tta" / "predictions.qml").is_file()
