@@ -66,7 +66,8 @@ def run(cfg: Config) -> dict[str, Any] | None:
     if checkpoint is None:
         raise ConfigError("training produced no checkpoint (no validation ran?)")
     predictions = result.out_dir / "predictions"
-    predict(cfg, checkpoint, predictions)
+    # A new model: files of an earlier run in the same folder are stale.
+    predict(cfg, checkpoint, predictions, overwrite=True)
     if not cfg.data.path_labels_test:
         log.info("no test labels configured (data.path_labels_test): skipping evaluation")
         return None
@@ -111,6 +112,8 @@ def demo(out: Path, epochs: int | None = None) -> dict[str, dict[str, Any]]:
         if metrics is not None:
             results[name] = metrics
     _print_comparison(results)
+    for name in results:
+        print(f"report ({name}): {out / 'runs' / name / 'metrics' / 'report.md'}")
     return results
 
 
