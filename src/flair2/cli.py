@@ -295,7 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line a user can act on; the traceback only with FLAIR2_DEBUG=1.
         if os.environ.get("FLAIR2_DEBUG"):
             raise
-        print(f"flair2 {args.command}: error: {user_message(exc)}", file=sys.stderr)
+        from flair2.ranks import process_rank
+
+        # Every process of a distributed run stops on the same error: say it once.
+        if process_rank() == 0:
+            print(f"flair2 {args.command}: error: {user_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"flair2 {args.command}: interrupted", file=sys.stderr)

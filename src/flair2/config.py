@@ -319,7 +319,11 @@ def validate(cfg: Config) -> Config:
         f"must be a multiple of 8 in [8, 112], got {s}",
     )
     _check(len(cfg.w_unet_utae) == 2, "w_unet_utae", "must be two weights [U-TAE, U-Net]")
-    _check(all(w >= 0 for w in cfg.w_unet_utae), "w_unet_utae", "weights must be >= 0")
+    _check(
+        all(0 <= w < float("inf") for w in cfg.w_unet_utae),
+        "w_unet_utae",
+        "weights must be finite and >= 0",
+    )
     _check(0.0 <= cfg.drop_utae_modality <= 1.0, "drop_utae_modality", "must be in [0, 1]")
     _check(cfg.geo_enc_size == 32, "geo_enc_size", "only 32 is supported (the reference encoding)")
     _check(2 <= cfg.num_classes <= 19, "num_classes", f"must be in [2, 19], got {cfg.num_classes}")

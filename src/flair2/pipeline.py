@@ -14,6 +14,7 @@ import yaml
 
 from flair2.config import Config, config_from_dict, load_config
 from flair2.errors import ConfigError
+from flair2.ranks import process_rank
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ def run(cfg: Config) -> dict[str, Any] | None:
     predictions = result.out_dir / "predictions"
     # A new model: files of an earlier run in the same folder are stale.
     predict(cfg, checkpoint, predictions, overwrite=True)
+    if process_rank() != 0:
+        return None  # scoring reads the files every process wrote: once is enough
     if not cfg.data.path_labels_test:
         log.info("no test labels configured (data.path_labels_test): skipping evaluation")
         return None

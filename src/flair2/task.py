@@ -19,7 +19,16 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from flair2.classes import OTHER_INDEX
 from flair2.config import Config, config_from_dict
+from flair2.errors import Flair2Error
 from flair2.models import SegmentationOutput, build_model
+
+
+class NonFiniteLossError(Flair2Error, FloatingPointError):
+    """The loss became NaN or infinite: training stops before the weights are spoiled.
+
+    A :class:`~flair2.errors.Flair2Error`, so the command line prints it as one
+    line; a ``FloatingPointError`` for code that catches numerical failures.
+    """
 
 
 class WeightedCrossEntropy(nn.Module):
@@ -84,8 +93,10 @@ class SegmentationTask(pl.LightningModule):
         self.criterion = nn.ModuleList(
             [WeightedCrossEntropy(aerial_w), WeightedCrossEntropy(sat_w)]
         )
-        self.train_loss = MeanMetric()
-        self.val_loss = MeanMetric()
+        # NaN must reach the mean (torchmetrics would drop it with a warning), so that
+        # a diverged validation is seen and stops the run before it is checkpointed.
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss = MeanMetric(nan_strategy="disable")
         self.val_confusion = MulticlassConfusionMatrix(cfg.num_classes)
         #: Average predictions over flips and 90° rotations (set by the predict command).
         self.predict_tta = False
@@ -109,37 +120,90 @@ class SegmentationTask(pl.LightningModule):
             loss = loss + w_utae * self.criterion[1](out.aux_logits, labels)
         return loss
 
+    def _world_size(self) -> int:
+        trainer = self._trainer
+        return trainer.world_size if trainer is not None else 1
+
+    def _check_finite_loss(self, loss: Tensor, batch: dict[str, Any], batch_idx: int) -> None:
+        """Raise :class:`NonFiniteLossError` on every process when any process's loss is not finite.
+
+        The error is raised before ``backward``, so the weights (and the checkpoints
+        written so far) stay those of the last good step. Under DDP the check is
+        collective: a process stopping alone would leave the others waiting in the
+        gradient all-reduce; all of them stop, and the message names the patches
+        of whichever process went wrong.
+        """
+        bad = ~torch.isfinite(loss.detach())
+        world = self._world_size()
+        if world > 1:
+            flag = self.trainer.strategy.reduce(bad.float(), reduce_op="sum")
+            if float(flag) == 0.0:
+                return
+        elif not bool(bad):
+            return
+        mine: str | None = None
+        if bool(bad):
+            ids = ", ".join(batch.get("patch_id", []))
+            where = f" on process {self.global_rank}" if world > 1 else ""
+            mine = (
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, "
+                f"batch {batch_idx} (patches {ids}){where}"
+            )
+        found: list[str | None] = [mine]
+        if world > 1:
+            found = [None] * world
+            torch.distributed.all_gather_object(found, mine)
+        message = "; ".join(m for m in found if m)
+        raise NonFiniteLossError(
+            f"{message}; lower lr, enable gradient_clip_val or check these patches "
+            "(the checkpoints written so far are kept)"
+        )
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self(batch)
         loss = self.compute_loss(out, batch["labels"])
-        if not torch.isfinite(loss):
-            ids = ", ".join(batch.get("patch_id", []))
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx} "
-                f"(patches {ids}); lower lr, enable gradient_clip_val or check these patches"
-            )
+        self._check_finite_loss(loss, batch, batch_idx)
         self.train_loss.update(loss.detach())
         self.log("train_loss_step", loss.detach(), prog_bar=False, batch_size=len(batch["aerial"]))
         return loss
 
     def on_train_epoch_end(self) -> None:
+        # torchmetrics sums the states of every process in compute(): the value is
+        # already global, identical on all ranks.
         self.log("train_loss", self.train_loss.compute(), prog_bar=True, sync_dist=False)
         self.train_loss.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if "aerial" not in batch:  # every sample of the batch was unreadable and skipped
+            return
         out = self(batch)
         loss = self.compute_loss(out, batch["labels"])
         self.val_loss.update(loss.detach(), weight=len(batch["aerial"]))
         self.val_confusion.update(out.logits.argmax(1), batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
+        # compute() gathers the metric states of all processes (loss sums and weights,
+        # confusion matrices) and adds them up, so under DDP the values are those of the
+        # whole validation set, each patch counted once (the datamodule's validation
+        # sampler repeats none).
         cm = self.val_confusion.compute()
-        self.log("val_loss", self.val_loss.compute(), prog_bar=True)
-        self.log("val_miou", miou_from_confusion(cm).float(), prog_bar=True)
+        val_loss = self.val_loss.compute()
         self.val_loss.reset()
         self.val_confusion.reset()
+        if not torch.isfinite(val_loss):
+            # The weights diverged without a non-finite training loss (e.g. the last
+            # step's update overflowed): stop before this epoch's checkpoints are saved.
+            raise NonFiniteLossError(
+                f"validation loss is {val_loss.item()} at epoch {self.current_epoch}: the "
+                "weights diverged; lower lr or enable gradient_clip_val "
+                "(the checkpoints written so far are kept)"
+            )
+        self.log("val_loss", val_loss, prog_bar=True, sync_dist=False)
+        self.log("val_miou", miou_from_confusion(cm).float(), prog_bar=True, sync_dist=False)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
+        if "aerial" not in batch:  # every sample of the batch was unreadable and skipped
+            return {"patch_id": [], "probabilities": None}
         probs = self.predict_probabilities(batch, tta=self.predict_tta)
         return {"patch_id": batch["patch_id"], "probabilities": probs}
 

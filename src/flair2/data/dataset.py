@@ -1,15 +1,23 @@
-"""The FLAIR #2 torch Dataset: one patch record → one sample dict of named tensors."""
+"""The FLAIR #2 torch Dataset: one patch record → one sample dict of named tensors.
+
+Every way a patch's files can be broken (unreadable, truncated, wrong band count
+or dtype, labels out of range, a centroid outside the super-area, non-finite
+Sentinel-2 values...) surfaces as a :class:`~flair2.errors.DataError` whose
+message names the file and the fix, also from inside a DataLoader worker. With
+``skip_invalid_patches`` the sample is skipped instead (see ``on_invalid``).
+"""
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
 import torch
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from torch.utils.data import Dataset
 
 from flair2.classes import MAX_LABEL, labels_to_model
@@ -24,6 +32,13 @@ log = logging.getLogger(__name__)
 
 METADATA_SIZE = 45
 
+#: Key of the placeholder a skipped sample leaves in a batch (see ``on_invalid``).
+INVALID_KEY = "invalid"
+#: Key listing, in a sample or batch, why samples were skipped.
+SKIPPED_KEY = "skipped"
+
+OnInvalid = Literal["raise", "drop", "substitute"]
+
 
 def read_raster(path: str | Path, *, bands: int, name: str) -> np.ndarray:
     """Read a whole uint8 GeoTIFF patch as (bands, H, W), checking band count and dtype.
@@ -37,7 +52,12 @@ def read_raster(path: str | Path, *, bands: int, name: str) -> np.ndarray:
         DataError: unreadable, or wrong band count or dtype (the message names the file).
     """
     try:
-        with rasterio.open(path) as src:
+        # A damaged file often loses its geotags first; the pixels are what matters
+        # here, and a warning would only clutter the one-line error that follows.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
             if src.count != bands:
                 raise DataError(f"{path}: {name} has {src.count} band(s), expected {bands}")
             if src.dtypes[0] != "uint8":
@@ -52,7 +72,10 @@ def read_raster(path: str | Path, *, bands: int, name: str) -> np.ndarray:
 def raster_size(path: str | Path) -> int:
     """Side in pixels of a square patch file (used to infer ``patch_size``)."""
     try:
-        with rasterio.open(path) as src:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
             height, width = src.height, src.width
     except RasterioError as exc:
         raise DataError(f"{path}: unreadable aerial patch ({exc})") from None
@@ -71,6 +94,12 @@ class FlairDataset(Dataset[dict[str, Any]]):
         augment: apply random flips / rot90 (training).
         with_labels: read masks (train/validation; test when labels exist).
         with_sentinel: read the Sentinel-2 series (U-T&T); the aerial-only model skips it.
+        on_invalid: what a patch whose files cannot be read gives: "raise" its
+            DataError; "drop": a placeholder ``{"invalid": message, "patch_id": id}``
+            that the loader's collate leaves out of the batch (validation,
+            prediction); "substitute": the next readable patch instead, with the
+            messages under ``"skipped"`` (training, where every batch must be
+            full so that all processes take the same steps).
 
     Items are dicts as described in :mod:`flair2.data`: ``aerial`` uint8 (C, H, W),
     ``labels`` uint8 (H, W), ``sen2`` float32 (T, C, S, S), ``positions`` int64 (T,),
@@ -86,7 +115,11 @@ class FlairDataset(Dataset[dict[str, Any]]):
         augment: bool = False,
         with_labels: bool = True,
         with_sentinel: bool = True,
+        on_invalid: OnInvalid = "raise",
     ) -> None:
+        if on_invalid not in ("raise", "drop", "substitute"):
+            raise ValueError(f"on_invalid must be raise, drop or substitute, got {on_invalid!r}")
+        self.on_invalid = on_invalid
         self.records = list(records)
         self.cfg = cfg
         self.patch_size = patch_size
@@ -97,11 +130,19 @@ class FlairDataset(Dataset[dict[str, Any]]):
         # Metadata is encoded once for the whole split: a broken record fails here,
         # in the main process, with the patch named — not later inside a worker.
         self.metadata = np.zeros((len(self.records), METADATA_SIZE), dtype=np.float32)
+        #: index -> why the patch cannot be used (a broken metadata record), when skipping.
+        self.broken: dict[int, str] = {}
         if cfg.aerial_metadata:
             for i, rec in enumerate(self.records):
-                self.metadata[i] = encode_metadata(
-                    rec.metadata, rec.name, month_encoding=cfg.month_encoding
-                )
+                try:
+                    self.metadata[i] = encode_metadata(
+                        rec.metadata, rec.name, month_encoding=cfg.month_encoding
+                    )
+                except DataError as exc:
+                    exc = DataError(f"{cfg.data.path_metadata_aerial}: {exc}")
+                    if on_invalid == "raise":
+                        raise exc from None
+                    self.broken[i] = str(exc)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -134,8 +175,66 @@ class FlairDataset(Dataset[dict[str, Any]]):
             )
         return labels_to_model(raw, self.cfg.num_classes)
 
+    def read_sentinel(self, rec: PatchRecord) -> tuple[np.ndarray, np.ndarray]:
+        """The patch's Sentinel-2 series (T, C, S, S) and day positions (T,), checked finite."""
+        if self.sentinel is None:
+            raise RuntimeError("this dataset does not read Sentinel-2")
+        try:
+            series, positions = self.sentinel(rec.sentinel, rec.centroid)
+        except DataError as exc:
+            # The zone's files are shared by many patches: say which one failed.
+            raise DataError(f"{rec.aerial.name}: {exc}") from None
+        if not np.isfinite(series).all():
+            raise DataError(
+                f"{rec.sentinel.data}: NaN or infinite values in the Sentinel-2 crop of "
+                f"{rec.name}; re-extract the zone's Sentinel-2 files"
+            )
+        return series, positions
+
     def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]  # an IndexError here ends plain iteration
+        try:
+            return self.load(index)
+        except DataError as exc:
+            if self.on_invalid == "raise":
+                raise
+            first = str(exc)
+        if self.on_invalid == "drop":
+            return {INVALID_KEY: first, "patch_id": rec.patch_id}
+        skipped = [first]
+        for step in range(1, len(self.records)):
+            try:
+                sample = self.load((index + step) % len(self.records))
+            except DataError as exc:
+                skipped.append(str(exc))
+                continue
+            sample[SKIPPED_KEY] = skipped
+            return sample
+        raise DataError(f"no readable patch left (skip_invalid_patches); first problem: {first}")
+
+    def load(self, index: int) -> dict[str, Any]:
+        """The sample of ``records[index]``; any failure is a DataError naming the patch.
+
+        Raises:
+            DataError: a file is missing, unreadable or inconsistent.
+        """
         rec = self.records[index]
+        if index in self.broken:
+            raise DataError(self.broken[index])
+        try:
+            return self._load(index, rec)
+        except DataError:
+            raise
+        except Exception as exc:
+            # An unforeseen failure (a library error, a malformed array) must still
+            # reach the user as one line naming the patch, not as a worker traceback.
+            raise DataError(
+                f"{rec.aerial}: cannot load patch {rec.name} ({type(exc).__name__}: {exc}); "
+                "run `flair2 check-data` on the dataset, re-extract the patch's files "
+                "or set skip_invalid_patches: true"
+            ) from exc
+
+    def _load(self, index: int, rec: PatchRecord) -> dict[str, Any]:
         aerial = self.read_aerial(rec)
         sample: dict[str, Any] = {
             "aerial": torch.from_numpy(aerial),
@@ -147,7 +246,7 @@ class FlairDataset(Dataset[dict[str, Any]]):
         if self.with_labels:
             sample["labels"] = torch.from_numpy(self.read_labels(rec, aerial.shape[1:]))
         if self.sentinel is not None:
-            series, positions = self.sentinel(rec.sentinel, rec.centroid)
+            series, positions = self.read_sentinel(rec)
             sample["sen2"] = torch.from_numpy(series)
             sample["positions"] = torch.from_numpy(positions)
         if self.augment:

@@ -3,6 +3,10 @@
 Files are written atomically on a background thread, so the model never waits
 for the disk and an interrupted run leaves no broken file; a re-run skips the
 patches whose files exist.
+
+Under DDP every process predicts its own share of the patches (Lightning's
+sampler for prediction repeats none), writes their files itself and counts
+them; the counts are added up at the end, so the summary covers the whole run.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import lightning.pytorch as pl
 import numpy as np
 import rasterio
 import torch
+import torch.distributed as dist
 
 from flair2.config import Config
 from flair2.data.datamodule import FlairDataModule
@@ -24,21 +29,40 @@ from flair2.data.discovery import Splits, discover
 from flair2.data.records import PatchRecord
 from flair2.inference.qgis import write_qml
 from flair2.inference.writer import AsyncWriter, is_done, prediction_path, write_prediction
+from flair2.io import remove_stale_temporaries
 from flair2.models import load_checkpoint_weights
+from flair2.ranks import process_rank
 from flair2.task import SegmentationTask
-from flair2.training import progress_callbacks, quiet_lightning, trainer_kwargs
+from flair2.training import (
+    progress_callbacks,
+    quiet_lightning,
+    stop_other_processes,
+    trainer_kwargs,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class PredictResult:
-    """What a prediction run did."""
+    """What a prediction run did.
+
+    Attributes:
+        out_dir: the predictions folder.
+        written: files written (all processes together).
+        skipped: patches skipped because their files already existed.
+        seconds: wall-clock time of the prediction loop.
+        unreadable: patches left out because their inputs could not be read
+            (``skip_invalid_patches``), all processes together.
+        per_process: files written by each process (one entry without DDP).
+    """
 
     out_dir: Path
     written: int
     skipped: int
     seconds: float
+    unreadable: int = 0
+    per_process: tuple[int, ...] = ()
 
     @property
     def patches_per_second(self) -> float:
@@ -61,11 +85,15 @@ class PatchWriter(pl.Callback):
         self.values = values
         self.probabilities = probabilities
         self.writer: AsyncWriter | None = None
+        #: Files this process submitted for writing.
         self.count = 0
+        #: Messages of the samples this process could not read (skip_invalid_patches).
+        self.unreadable: list[str] = []
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.writer = AsyncWriter()
         self.count = 0
+        self.unreadable = []
 
     def on_predict_batch_end(
         self,
@@ -78,7 +106,11 @@ class PatchWriter(pl.Callback):
     ) -> None:
         if self.writer is None:
             raise RuntimeError("PatchWriter: predict did not start")
+        if isinstance(batch, dict) and batch.get("skipped"):
+            self.unreadable.extend(batch["skipped"])
         probs = outputs["probabilities"]
+        if probs is None:  # nothing readable in this batch
+            return
         classes = probs.argmax(1).to(torch.uint8).cpu().numpy()
         probs_np = probs.cpu().numpy() if self.probabilities else None
         for i, patch_id in enumerate(outputs["patch_id"]):
@@ -99,6 +131,33 @@ class PatchWriter(pl.Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # Finish the files already queued (they are complete predictions) and stop the
+        # thread; the run's own error is the one reported.
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            try:
+                writer.close()
+            except Exception as exc:
+                log.error("a prediction file could not be written: %s", exc)
+
+
+def _counts_of_all_processes(trainer: pl.Trainer, written: int, unreadable: int) -> list[list[int]]:
+    """[written, unreadable] of every process, rank order: ``[[w0, u0], [w1, u1], ...]``.
+
+    Every process reaches this point once its share is done (a process without
+    any patch too: Lightning skips its loop but returns), so the gathering
+    cannot wait for a process that never comes.
+    """
+    mine = [written, unreadable]
+    if trainer.world_size <= 1 or not (dist.is_available() and dist.is_initialized()):
+        return [mine]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    return gathered
 
 
 def predict(
@@ -127,8 +186,13 @@ def predict(
     Returns:
         Counts and wall-clock time of the run.
     """
+    quiet_lightning()
     out = Path(out_dir) if out_dir else cfg.output_dir() / "predictions"
     out.mkdir(parents=True, exist_ok=True)
+    if process_rank() == 0:
+        # Hidden leftovers of files being written when a previous run was killed.
+        for prefix in ("PRED", "PROB"):
+            remove_stale_temporaries(out, f"{prefix}_*.tif")
     # A QGIS style beside the files: drag a PRED_*.tif into QGIS and load it.
     write_qml(out / "predictions.qml", values=values, num_classes=cfg.num_classes)
     if records is None:
@@ -157,9 +221,16 @@ def predict(
         inference_mode=True,
     )
     start = time.perf_counter()
-    trainer.predict(task, datamodule=datamodule, return_predictions=False)
+    try:
+        trainer.predict(task, datamodule=datamodule, return_predictions=False)
+    except BaseException:
+        stop_other_processes(trainer)
+        raise
     seconds = time.perf_counter() - start
-    result = PredictResult(out, writer.count, skipped, seconds)
+    counts = _counts_of_all_processes(trainer, writer.count, len(writer.unreadable))
+    per_process = tuple(int(c[0]) for c in counts)
+    unreadable = sum(int(c[1]) for c in counts)
+    result = PredictResult(out, sum(per_process), skipped, seconds, unreadable, per_process)
     log.info(
         "predicted %d patches in %.1f s (%.2f patches/s, %s) into %s",
         result.written,
@@ -168,4 +239,13 @@ def predict(
         trainer.accelerator.__class__.__name__.replace("Accelerator", ""),
         out,
     )
+    if len(per_process) > 1:
+        log.info("files written per process (rank order): %s", ", ".join(map(str, per_process)))
+    if writer.unreadable:
+        log.warning(
+            "%d patch(es) could not be read and have no prediction (skip_invalid_patches); "
+            "first: %s",
+            len(writer.unreadable),
+            writer.unreadable[0],
+        )
     return result
