@@ -218,30 +218,20 @@ def build_training_figure(training_log: TrainingLog) -> Figure:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
 
-    epochs, val_loss = training_log.series("val_loss")
-    if epochs.size:
-        best = int(np.argmin(val_loss))
-        ax_loss.plot(
-            epochs[best],
-            val_loss[best],
-            marker="*",
-            ms=14,
-            color="crimson",
-            ls="none",
-            label=f"best val_loss {val_loss[best]:.4f} (epoch {epochs[best]})",
-        )
-    epochs, val_miou = training_log.series("val_miou")
-    if epochs.size:
-        best = int(np.argmax(val_miou))
-        ax_miou.plot(
-            epochs[best],
-            val_miou[best],
-            marker="*",
-            ms=14,
-            color="crimson",
-            ls="none",
-            label=f"best val_miou {val_miou[best]:.4f} (epoch {epochs[best]})",
-        )
+    # Mark the best epoch: lowest validation loss, highest validation mIoU.
+    for ax, name, pick in ((ax_loss, "val_loss", np.argmin), (ax_miou, "val_miou", np.argmax)):
+        epochs, values = training_log.series(name)
+        if epochs.size:
+            best = int(pick(values))
+            ax.plot(
+                epochs[best],
+                values[best],
+                marker="*",
+                ms=14,
+                color="crimson",
+                ls="none",
+                label=f"best {name} {values[best]:.4f} (epoch {epochs[best]})",
+            )
     ax_loss.set_ylabel("loss")
     ax_loss.set_title("loss per epoch")
     ax_miou.set_ylabel("mIoU")
