@@ -132,3 +132,13 @@ def test_resumed_run_logs_are_merged(tmp_path):
     assert [p[0] for p in merged.steps["train_loss_step"]] == [0, 1]
     out = plot_training_curves(tmp_path)
     assert out == tmp_path / "training_curves.png" and out.is_file()
+
+
+def test_loss_axis_turns_logarithmic_when_an_early_loss_dwarfs_the_rest(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,step,train_loss,val_loss\n0,1,5.0,20000.0\n1,2,3.0,4.0\n2,3,2.0,2.5\n")
+    fig = build_training_figure(read_training_log(path))
+    assert fig.axes[0].get_yscale() == "log"
+    path.write_text("epoch,step,train_loss,val_loss\n0,1,5.0,6.0\n1,2,3.0,4.0\n")
+    flat = build_training_figure(read_training_log(path))
+    assert flat.axes[0].get_yscale() == "linear"

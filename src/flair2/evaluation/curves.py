@@ -232,6 +232,11 @@ def build_training_figure(training_log: TrainingLog) -> Figure:
                 ls="none",
                 label=f"best {name} {values[best]:.4f} (epoch {epochs[best]})",
             )
+    # An early validation loss far above the rest (BatchNorm statistics of the first
+    # epochs) would flatten every later point: switch to a log scale then.
+    low, high = ax_loss.dataLim.y0, ax_loss.dataLim.y1
+    if low > 0 and high / low > 100:
+        ax_loss.set_yscale("log")
     ax_loss.set_ylabel("loss")
     ax_loss.set_title("loss per epoch")
     ax_miou.set_ylabel("mIoU")
