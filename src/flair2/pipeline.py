@@ -7,6 +7,7 @@ predicts with the best checkpoint by validation loss, not the last epoch's weigh
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,8 @@ def demo(out: Path, epochs: int | None = None) -> dict[str, dict[str, Any]]:
         generate_toy_dataset(data_root, patch_size=128, seed=0)
     results: dict[str, dict[str, Any]] = {}
     for name, arch in (("utt", "utt"), ("unet", "unet")):
+        # The demo owns its folder: a second `make demo` starts its runs afresh.
+        shutil.rmtree(out / "runs" / name, ignore_errors=True)
         extra: dict[str, Any] = {"arch": arch}
         if epochs is not None:
             extra["num_epochs"] = epochs
