@@ -96,32 +96,10 @@ def merge_training_logs(logs: list[TrainingLog]) -> TrainingLog:
 def find_metrics_csv(log_dir: str | os.PathLike[str]) -> Path:
     """The newest ``metrics.csv`` of a run: ``log_dir`` itself if it is the file.
 
-    When several are found (resumed runs, several versions), the most recently
-    modified one is returned and the others are named in a warning.
-
     Raises:
         DataError: ``log_dir`` does not exist or holds no ``metrics.csv``.
     """
-    root = Path(log_dir)
-    if root.is_file():
-        return root
-    if not root.is_dir():
-        raise DataError(f"log folder not found: {root}")
-    found = sorted(root.rglob(METRICS_FILE), key=lambda p: (p.stat().st_mtime, str(p)))
-    if not found:
-        raise DataError(
-            f"no {METRICS_FILE} under {root}: pass a training run's folder "
-            "(<out_folder>/<out_model_name>) or its logs/ folder"
-        )
-    if len(found) > 1:
-        log.warning(
-            "%d %s files under %s; plotting the newest, %s",
-            len(found),
-            METRICS_FILE,
-            root,
-            found[-1],
-        )
-    return found[-1]
+    return find_metrics_csvs(log_dir)[-1]
 
 
 def _number(cell: str | None) -> float | None:
