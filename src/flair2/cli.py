@@ -99,6 +99,19 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    from flair2.data.stats import compute_stats, snippet_text, stats_format, write_stats
+
+    cfg = _load(args)
+    out = Path(args.out) if args.out else cfg.output_dir() / "dataset_stats.yaml"
+    stats_format(out)  # a bad file name fails before the dataset is read
+    stats = compute_stats(cfg, max_patches=args.max_patches, progress=True)
+    write_stats(stats, out)
+    log.info("statistics of %d training patches: %s", stats.num_patches, out)
+    print(snippet_text(stats), end="")
+    return 0
+
+
 def cmd_model_info(args: argparse.Namespace) -> int:
     from flair2.models.info import describe_model
 
@@ -129,6 +142,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         probabilities=args.probabilities,
         tta=args.tta,
         overwrite=args.overwrite,
+        weights=args.weights,
     )
     return 0
 
@@ -182,17 +196,28 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    from flair2.inference.zonal import detect
+    from flair2.inference.zonal_config import load_detect_settings
+
+    result = detect(load_detect_settings(args.config, args.overrides))
+    log.info("output: %s", result.output)
+    return 0
+
+
 COMMANDS: dict[str, tuple[Handler, str]] = {
     "show": (cmd_show, "draw one patch: RGB, false colour, elevation, labels, Sentinel-2, NDVI"),
     "plot-logs": (cmd_plot_logs, "draw loss and mIoU curves from a run's CSV logs"),
     "preview": (cmd_preview, "write an RGB PNG/JPEG of a 5-band aerial patch"),
     "train": (cmd_train, "train the configured model (best + last checkpoints, logs)"),
     "predict": (cmd_predict, "write one georeferenced PRED_<id>.tif per test patch"),
+    "detect": (cmd_detect, "predict a whole aerial raster (sliding windows) into one GeoTIFF"),
     "evaluate": (cmd_evaluate, "score predictions against the test masks (mIoU, report)"),
     "run": (cmd_run, "train, predict with the best checkpoint, evaluate"),
     "demo": (cmd_demo, "toy dataset → train U-T&T and U-Net → predict → evaluate"),
     "toy": (cmd_toy, "generate a synthetic dataset in the official FLAIR #2 layout"),
     "check-data": (cmd_check_data, "check a dataset's files and print a summary"),
+    "stats": (cmd_stats, "class frequencies and weights, band means/stds of the training split"),
     "model-info": (cmd_model_info, "parameter count and FLOPs of the configured model"),
 }
 
@@ -217,7 +242,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help=COMMANDS["predict"][1])
     _add_config_args(p)
-    p.add_argument("--checkpoint", required=True, help="flair2 or reference checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        action="append",
+        help="flair2 or reference checkpoint; repeat it for an ensemble (mean probabilities)",
+    )
+    p.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="ensemble weights, one per --checkpoint in order (normalised; default equal)",
+    )
     p.add_argument("--out", default=None, help="default <out_folder>/<out_model_name>/predictions")
     p.add_argument(
         "--values",
@@ -226,7 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="model indices 0–12 (default) or label nomenclature 1–13",
     )
     p.add_argument("--probabilities", action="store_true", help="also write PROB_<id>.tif")
-    p.add_argument("--tta", action="store_true", help="average over flips and 90° rotations")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average over flips and 90° rotations (default: the config's tta)",
+    )
     p.add_argument("--overwrite", action="store_true", help="re-predict existing files")
 
     p = sub.add_parser("evaluate", help=COMMANDS["evaluate"][1])
@@ -276,10 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--quick", action="store_true", help="read only part of each aerial file")
 
+    p = sub.add_parser("stats", help=COMMANDS["stats"][1])
+    _add_config_args(p)
+    p.add_argument("--out", default=None, help=".yaml or .json (default <out>/dataset_stats.yaml)")
+    p.add_argument(
+        "--max-patches", type=int, default=None, metavar="N", help="read N patches, spread out"
+    )
+
     p = sub.add_parser("model-info", help=COMMANDS["model-info"][1])
     _add_config_args(p)
     p.add_argument("--patch-size", type=int, default=None, help="aerial size (default 512)")
     p.add_argument("--dates", type=int, default=12, help="Sentinel-2 dates (default 12)")
+
+    p = sub.add_parser("detect", help=COMMANDS["detect"][1])
+    _add_config_args(p)
     return parser
 
 

@@ -133,6 +133,22 @@ class Config:
     encoder_name: str = "resnet34"
     #: Encoder weights: null (random init), "imagenet" (needs internet) or a local file path.
     encoder_weights: str | None = None
+    #: Aerial decoder (smp; ``flair2.models.unet.DECODERS``), fed with the fused encoder maps.
+    decoder_name: Literal[
+        "unet",
+        "unetplusplus",
+        "manet",
+        "linknet",
+        "fpn",
+        "pspnet",
+        "deeplabv3",
+        "deeplabv3plus",
+        "pan",
+        "upernet",
+        "segformer",
+    ] = "unet"
+    #: Predict with test-time augmentation (flips and 90° rotations), as ``predict --tta``.
+    tta: bool = False
     #: Aerial patch size in pixels; null infers it from the first aerial file.
     patch_size: int | None = None
     #: Ground sampling distance of the aerial patches and of Sentinel-2, in metres.
@@ -164,6 +180,11 @@ class Config:
     warmup_epochs: int = 0
     gradient_clip_val: float | None = None
     precision: Literal["32", "16-mixed", "bf16-mixed", "32-true"] = "32"
+    #: Speed options (see bench/README.md): keep the aerial U-Net's activations in
+    #: channels-last memory order (faster convolutions on recent CPUs and GPUs) ...
+    channels_last: bool = False
+    #: ... and compile the model with ``torch.compile`` (slow first steps; GPU mostly).
+    compile_model: bool = False
     early_stopping_patience: int = 30
     #: Limit the number of batches per epoch (fraction or count; null = all).
     limit_train_batches: float | None = None
@@ -171,6 +192,25 @@ class Config:
     #: DataLoader options.
     pin_memory: bool = True
     persistent_workers: bool = False
+    # Winners' techniques: losses, Sentinel-2 augmentation, weight averaging
+    #: Loss terms summed on each branch (U-Net and U-TAE auxiliary head), each with the
+    #: branch's class weights: "ce" (weighted cross-entropy, the reference's loss),
+    #: "dice", "lovasz" (segmentation_models_pytorch); a missing term counts 0.
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"ce": 1.0, "dice": 0.0, "lovasz": 0.0}
+    )
+    #: Label smoothing of the cross-entropy term, in [0, 1).
+    label_smoothing: float = 0.0
+    #: Training only (with ``use_augmentation``): probability of dropping each date of
+    #: the Sentinel-2 series (one date is always kept) ...
+    sat_date_dropout: float = 0.0
+    #: ... and the largest random shift, in days, added to each date's position.
+    sat_date_jitter: int = 0
+    #: Period of the Sentinel-2 means with ``average_month``: "month" or "half_month".
+    average_period: Literal["month", "half_month"] = "month"
+    #: Exponential moving average of the weights (e.g. 0.999): validated, checkpointed
+    #: and predicted with; null = off.
+    ema_decay: float | None = None
 
     # -----------------------------------------------------------------------
     def class_weights(self) -> tuple[list[float], list[float]]:
@@ -373,6 +413,13 @@ def validate(cfg: Config) -> Config:
     missing = [n for n in names if n not in seen]
     _check(not missing, "weights_aerial_satellite", "missing classes: " + ", ".join(missing))
     _check(0.0 <= cfg.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
+    # These decoders batch-normalise image-level pooled maps: one sample is not a batch.
+    _check(
+        cfg.batch_size >= 2
+        or cfg.decoder_name not in ("deeplabv3", "deeplabv3plus", "pan", "upernet"),
+        "batch_size",
+        f"decoder_name '{cfg.decoder_name}' needs training batches of at least 2",
+    )
     if cfg.patch_size is not None:
         _check(
             cfg.patch_size >= 32 and cfg.patch_size % 32 == 0,
@@ -399,7 +446,38 @@ def validate(cfg: Config) -> Config:
     _check(cfg.early_stopping_patience >= 1, "early_stopping_patience", "must be >= 1")
     if cfg.gradient_clip_val is not None:
         _check(cfg.gradient_clip_val > 0, "gradient_clip_val", "must be > 0")
+    check_loss_weights(cfg.loss_weights)
+    _check(0.0 <= cfg.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+    _check(0.0 <= cfg.sat_date_dropout < 1.0, "sat_date_dropout", "must be in [0, 1)")
+    _check(0 <= cfg.sat_date_jitter <= 60, "sat_date_jitter", "must be in [0, 60] days")
+    _check(
+        cfg.average_period == "month" or cfg.average_month,
+        "average_period",
+        "only applies to averaged series: set average_month: true, or leave it 'month'",
+    )
+    if cfg.ema_decay is not None:
+        _check(0.0 < cfg.ema_decay < 1.0, "ema_decay", "must be in (0, 1), or null (off)")
     return cfg
+
+
+#: Loss terms ``loss_weights`` may name (see :mod:`flair2.losses`).
+LOSS_NAMES = ("ce", "dice", "lovasz")
+
+
+def check_loss_weights(loss_weights: dict[str, float]) -> None:
+    """Raise ConfigError for an unknown loss term, a negative or non-finite factor, or no term."""
+    for name, factor in loss_weights.items():
+        _check(
+            name in LOSS_NAMES,
+            f"loss_weights.{name}",
+            "unknown loss; choose among " + ", ".join(LOSS_NAMES),
+        )
+        _check(0.0 <= factor < float("inf"), f"loss_weights.{name}", "must be finite and >= 0")
+    _check(
+        any(f > 0 for f in loss_weights.values()),
+        "loss_weights",
+        "at least one loss needs a weight > 0 (e.g. {ce: 1.0})",
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -2,25 +2,33 @@
 
 The task holds the network as ``self.model`` and the two weighted losses as
 ``self.criterion`` (``criterion.0`` for the U-Net, ``criterion.1`` for the U-TAE
-auxiliary head), so its checkpoint keys line up with the reference's.
+auxiliary head; see :mod:`flair2.losses`), so its checkpoint keys line up with the
+reference's. With ``ema_decay`` it also keeps an exponential moving average of the
+weights (:mod:`flair2.ema`), validates with it and saves it as the checkpoint's weights.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from flair2.classes import OTHER_INDEX
 from flair2.config import Config, config_from_dict
+from flair2.ema import WeightAverage
 from flair2.errors import Flair2Error
+from flair2.losses import WeightedCrossEntropy as WeightedCrossEntropy  # re-exported
+from flair2.losses import build_criterion
 from flair2.models import SegmentationOutput, build_model
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(Flair2Error, FloatingPointError):
@@ -29,26 +37,6 @@ class NonFiniteLossError(Flair2Error, FloatingPointError):
     A :class:`~flair2.errors.Flair2Error`, so the command line prints it as one
     line; a ``FloatingPointError`` for code that catches numerical failures.
     """
-
-
-class WeightedCrossEntropy(nn.Module):
-    """Cross-entropy with per-class weights that stays finite when every weight is 0.
-
-    Equal to ``nn.CrossEntropyLoss(weight=w)`` (weighted mean) whenever some
-    target pixel has a non-zero weight; 0 instead of NaN when none has (e.g. a
-    batch of "other" only, whose weight is 0 in the reference configuration).
-    """
-
-    def __init__(self, weight: list[float]) -> None:
-        super().__init__()
-        self.register_buffer("weight", torch.tensor(weight, dtype=torch.float32))
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Args: logits (B, K, H, W); target (B, H, W) int64. Returns a scalar."""
-        weight = self.weight.to(logits.dtype)
-        total = F.cross_entropy(logits, target, weight=weight, reduction="sum")
-        norm = weight[target].sum()
-        return total / norm.clamp_min(torch.finfo(logits.dtype).tiny)
 
 
 def miou_from_confusion(cm: Tensor, exclude: int | None = OTHER_INDEX) -> Tensor:
@@ -89,10 +77,18 @@ class SegmentationTask(pl.LightningModule):
         self.cfg = cfg
         self.patch_size = patch_size
         self.model = build_model(cfg, patch_size)
-        aerial_w, sat_w = cfg.class_weights()
-        self.criterion = nn.ModuleList(
-            [WeightedCrossEntropy(aerial_w), WeightedCrossEntropy(sat_w)]
-        )
+        if cfg.channels_last:
+            # The aerial U-Net holds nearly all the FLOPs. Only the memory order of its
+            # 4-D weights changes: the state dict keeps its keys and values.
+            self.model.arch_vhr.to(memory_format=torch.channels_last)
+        if cfg.compile_model:
+            # In place (Module.compile), so state-dict keys stay those of checkpoints.
+            self.model.compile()
+        self.criterion = build_criterion(cfg)
+        #: Shadow weights (``ema_decay``); not a module, so not in ``state_dict()``.
+        self.weight_average = WeightAverage(cfg.ema_decay) if cfg.ema_decay is not None else None
+        self._ema_step = 0  # trainer.global_step at the last update
+        self._ema_swapped = False  # whether self.model holds the averaged weights now
         # NaN must reach the mean (torchmetrics would drop it with a warning), so that
         # a diverged validation is seen and stops the run before it is checkpointed.
         self.train_loss = MeanMetric(nan_strategy="disable")
@@ -104,8 +100,11 @@ class SegmentationTask(pl.LightningModule):
     # ------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> SegmentationOutput:
         """Run the model on a normalised batch (see :func:`flair2.data.batch.normalize_batch`)."""
+        aerial = batch["aerial"]
+        if self.cfg.channels_last:
+            aerial = aerial.contiguous(memory_format=torch.channels_last)
         return self.model(
-            batch["aerial"],
+            aerial,
             batch.get("sen2"),
             batch.get("positions"),
             batch.get("pad_mask"),
@@ -113,7 +112,11 @@ class SegmentationTask(pl.LightningModule):
         )
 
     def compute_loss(self, out: SegmentationOutput, labels: Tensor) -> Tensor:
-        """``w_utae · CE_sat(aux) + w_unet · CE_aerial(logits)``, as the reference weighs them."""
+        """``w_utae · loss_sat(aux) + w_unet · loss_aerial(logits)``, as the reference weighs them.
+
+        Each branch's loss is cross-entropy by default (the reference), or the sum of
+        terms ``loss_weights`` names (:func:`flair2.losses.build_criterion`).
+        """
         w_utae, w_unet = self.cfg.w_unet_utae
         loss = w_unet * self.criterion[0](out.logits, labels)
         if out.aux_logits is not None and w_utae > 0:
@@ -182,6 +185,8 @@ class SegmentationTask(pl.LightningModule):
         self.val_confusion.update(out.logits.argmax(1), batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
+        # The metrics were accumulated by validation_step: training resumes from here.
+        self._restore_trained_weights()
         # compute() gathers the metric states of all processes (loss sums and weights,
         # confusion matrices) and adds them up, so under DDP the values are those of the
         # whole validation set, each patch counted once (the datamodule's validation
@@ -200,6 +205,75 @@ class SegmentationTask(pl.LightningModule):
             )
         self.log("val_loss", val_loss, prog_bar=True, sync_dist=False)
         self.log("val_miou", miou_from_confusion(cm).float(), prog_bar=True, sync_dist=False)
+
+    # ------------------------------------------------------------------
+    # Exponential moving average of the weights (ema_decay). Kept by the task, not by
+    # a callback: every Trainer that fits the task gets it (flair2's, a notebook's),
+    # and the checkpoint layout does not depend on how the Trainer was built.
+
+    def on_train_start(self) -> None:
+        if self.weight_average is None:
+            return
+        if not self.weight_average.started:  # a resumed run loaded it already
+            self.weight_average.start(self.model)
+        self._ema_step = self.trainer.global_step
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # global_step counts optimiser steps: one update per step taken.
+        if self.weight_average is not None and self.trainer.global_step > self._ema_step:
+            self.weight_average.update(self.model)
+            self._ema_step = self.trainer.global_step
+
+    def on_validation_epoch_start(self) -> None:
+        # Validate with the averaged weights: val_loss, val_miou, early stopping and
+        # the best checkpoint all judge them.
+        wa = self.weight_average
+        if wa is not None and wa.started and not self._ema_swapped:
+            wa.swap(self.model)
+            self._ema_swapped = True
+
+    def _restore_trained_weights(self) -> None:
+        if self._ema_swapped and self.weight_average is not None:
+            self.weight_average.swap(self.model)
+            self._ema_swapped = False
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save the averaged weights as ``state_dict``, the trained ones under ``ema``.
+
+        ``flair2 predict`` (and any reader of ``state_dict``) thus uses the average
+        without knowing about it; a resumed run takes the trained weights back.
+        """
+        wa = self.weight_average
+        if wa is None or not wa.started:
+            return
+        trained = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        averaged = {f"model.{k}": v for k, v in wa.state_dict().items()}
+        if self._ema_swapped:
+            trained, averaged = averaged, trained
+        checkpoint["state_dict"].update(averaged)
+        checkpoint["ema"] = {
+            "decay": wa.decay,
+            "updates": wa.updates,
+            "trained_state_dict": trained,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """When resuming a fit, load the trained weights and take the average back.
+
+        Loaded for anything else (``validate``, ``load_from_checkpoint``), the
+        checkpoint's ``state_dict`` (the average) is what the model gets.
+        """
+        saved = checkpoint.get("ema")
+        trainer = self._trainer
+        if not isinstance(saved, dict) or trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return
+        state = checkpoint["state_dict"]
+        averaged = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+        state.update(saved["trained_state_dict"])
+        if self.weight_average is not None:
+            self.weight_average.load(averaged, saved.get("updates", 0))
+        else:
+            log.info("ema_decay is off: resuming the trained weights, the saved average is dropped")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
         if "aerial" not in batch:  # every sample of the batch was unreadable and skipped

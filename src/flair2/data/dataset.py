@@ -26,6 +26,8 @@ from flair2.data.augment import flip_rotate
 from flair2.data.metadata import encode_metadata
 from flair2.data.records import PatchRecord
 from flair2.data.sentinel import SentinelProcessor
+from flair2.data.sentinel_augment import augment_dates
+from flair2.data.tiff import read_plain_tiff
 from flair2.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,15 @@ def read_raster(path: str | Path, *, bands: int, name: str) -> np.ndarray:
         bands: expected band count.
         name: what the file is ("aerial patch", "mask"), for messages.
 
+    Plain uncompressed patches (the FLAIR #2 files) are read directly
+    (:func:`~flair2.data.tiff.read_plain_tiff`), anything else through GDAL.
+
     Raises:
         DataError: unreadable, or wrong band count or dtype (the message names the file).
     """
+    fast = read_plain_tiff(path, bands)
+    if fast is not None:
+        return fast
     try:
         # A damaged file often loses its geotags first; the pixels are what matters
         # here, and a warning would only clutter the one-line error that follows.
@@ -98,7 +106,8 @@ class FlairDataset(Dataset[dict[str, Any]]):
         records: the patches (from :func:`flair2.data.discovery.discover`).
         cfg: the configuration.
         patch_size: expected aerial size in pixels; a file of another size is an error.
-        augment: apply random flips / rot90 (training).
+        augment: apply random flips / rot90 and the Sentinel-2 date dropout and
+            jitter (training).
         with_labels: read masks (train/validation; test when labels exist).
         with_sentinel: read the Sentinel-2 series (U-T&T); the aerial-only model skips it.
         on_invalid: what a patch whose files cannot be read gives: "raise" its
@@ -258,4 +267,5 @@ class FlairDataset(Dataset[dict[str, Any]]):
             sample["positions"] = torch.from_numpy(positions)
         if self.augment:
             sample = flip_rotate(sample, mode=self.cfg.augmentation_mode)
+            sample = augment_dates(sample, self.cfg.sat_date_dropout, self.cfg.sat_date_jitter)
         return sample

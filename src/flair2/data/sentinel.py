@@ -1,13 +1,14 @@
-"""Sentinel-2 time series of one patch: crop, day positions, cloud filter, monthly means.
+"""Sentinel-2 time series of one patch: crop, day positions, cloud filter, period means.
 
 Every zone has one Sentinel-2 "super-area" (``*_data.npy``, (T, 10, H, W) uint16;
 ``*_masks.npy``, (T, 2, H, W) uint8 cloud and snow probabilities; ``*_products.txt``,
 one product name per date). A patch's series is the ``sat_patch_size`` square crop
-around its centroid, optionally without its cloudy dates and reduced to monthly means.
+around its centroid, optionally without its cloudy dates and reduced to monthly (or
+half-monthly) means (:mod:`flair2.data.sentinel_periods`).
 
 This runs once per training sample, so the per-call work is vectorised over dates,
 arrays are memory-mapped (only the crop window is read) and everything that depends
-only on the zone (product dates, day positions, month groups) is computed once.
+only on the zone (product dates, day positions, period groups) is computed once.
 
 Departures from the reference, each on purpose:
 
@@ -31,6 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from flair2.data.sentinel_periods import Period, period_keys, period_means
+from flair2.data.sentinel_periods import in_year as _in_year
+from flair2.data.sentinel_periods import monthly_average as monthly_average  # re-exported
 from flair2.errors import DataError
 
 if TYPE_CHECKING:
@@ -100,19 +104,6 @@ def _read_products_cached(path: str) -> tuple[datetime.date, ...]:
             ) from None
         dates.append(date)
     return tuple(dates)
-
-
-def _in_year(date: datetime.date, year: int) -> datetime.date:
-    """``date`` with its year replaced by ``year``."""
-    if date.month == 2 and date.day == 29 and not _is_leap(year):
-        # 29 February has no counterpart in a non-leap reference year: use the
-        # 28th (one day off for that single date) rather than fail.
-        return datetime.date(year, 2, 28)
-    return date.replace(year=year)
-
-
-def _is_leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
 def day_positions(
@@ -251,90 +242,13 @@ def cloud_filter(
     return keep
 
 
-# ---------------------------------------------------------------------------
-# Monthly means
-
-
 def _month_keys(dates: Sequence[datetime.date]) -> np.ndarray:
     """Month index ``year * 12 + month - 1`` of each date (T,), int64."""
-    return np.array([d.year * 12 + d.month - 1 for d in dates], dtype=np.int64)
+    return period_keys(dates, "month")
 
 
-def _monthly_from_keys(
-    series: np.ndarray,
-    keys: np.ndarray,
-    keep: np.ndarray | None,
-    ref: datetime.date,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Monthly means given the month index of each date; see :func:`monthly_average`."""
-    t = series.shape[0]
-    columns = np.arange(t) if keep is None else np.flatnonzero(keep)
-    order = np.argsort(keys[columns], kind="stable")
-    columns = columns[order]
-    sorted_keys = keys[columns]
-    if columns.size == 0:
-        return (
-            np.zeros((0, *series.shape[1:]), dtype=np.float32),
-            np.zeros(0, dtype=np.int64),
-        )
-    # Products are normally listed chronologically with nothing dropped: then the
-    # series is already grouped by month and needs no gathering copy.
-    ordered = series if np.array_equal(columns, np.arange(t)) else series[columns]
-    flat = ordered.reshape(columns.size, -1)
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    ends = np.r_[starts[1:], columns.size]
-    months = sorted_keys[starts]
-    # Sums of at most 256 uint16 (or narrower integer) values stay below 2**24, so a
-    # float32 accumulator is exact for them and about twice as fast as float64;
-    # anything else is accumulated in float64.
-    exact32 = np.issubdtype(series.dtype, np.integer) and series.dtype.itemsize <= 2
-    exact32 = exact32 and int((ends - starts).max(initial=0)) <= 256
-    acc_dtype = np.float32 if exact32 else np.float64
-    sums = np.empty((months.size, flat.shape[1]), dtype=acc_dtype)
-    for i, (s, e) in enumerate(zip(starts, ends)):  # at most 12 months a year
-        np.sum(flat[s:e], axis=0, dtype=acc_dtype, out=sums[i])
-    sums /= (ends - starts).astype(acc_dtype)[:, None]
-    means = sums.astype(np.float32, copy=False).reshape((months.size, *series.shape[1:]))
-    positions = np.array(
-        [
-            (ref - _in_year(datetime.date(int(k) // 12, int(k) % 12 + 1, 15), ref.year)).days
-            for k in months
-        ],
-        dtype=np.int64,
-    )
-    return means, positions
-
-
-def monthly_average(
-    series: np.ndarray,
-    dates: Sequence[datetime.date],
-    ref_year: int,
-    ref_month: int,
-    ref_day: int,
-    keep: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean image of each calendar month present in a series.
-
-    Dates are grouped by (year, month) of acquisition and the groups ordered
-    chronologically. Each month's position is the reference date minus the 15th of
-    that month, the year replaced by ``ref_year`` (as the reference). Integer series
-    up to 16 bits are summed in float32, which is exact for them (sums stay below
-    2**24); other dtypes in float64. The means are returned as float32.
-
-    Args:
-        series: (T, C, S, S), any numeric dtype.
-        dates: acquisition dates (T,).
-        ref_year, ref_month, ref_day: the reference date.
-        keep: optional bool (T,): only these dates are averaged.
-
-    Returns:
-        (means float32 (M, C, S, S), positions int64 (M,)), M the number of months
-        with at least one kept date.
-    """
-    if len(dates) != series.shape[0]:
-        raise ValueError(f"{len(dates)} dates for a series of {series.shape[0]} images")
-    ref = datetime.date(ref_year, ref_month, ref_day)
-    return _monthly_from_keys(series, _month_keys(dates), keep, ref)
+#: Monthly means from month keys (:func:`~flair2.data.sentinel_periods.period_means`).
+_monthly_from_keys = period_means
 
 
 # ---------------------------------------------------------------------------
@@ -415,7 +329,7 @@ class SentinelProcessor:
 
     Args:
         cfg: uses ``sat_patch_size``, ``filter_clouds``, ``average_month``,
-            ``cloud_proba_threshold``, ``cloud_area_threshold``, ``ref_year``,
+            ``average_period``, ``cloud_proba_threshold``, ``cloud_area_threshold``, ``ref_year``,
             ``ref_date``, ``sen2_scaling``, ``sat_mean`` and ``sat_std``.
         max_open_arrays: how many memory maps to keep open.
     """
@@ -424,6 +338,7 @@ class SentinelProcessor:
         self.sat_patch_size = cfg.sat_patch_size
         self.filter_clouds = cfg.filter_clouds
         self.average_month = cfg.average_month
+        self.average_period: Period = cfg.average_period
         self.cloud_proba_threshold = cfg.cloud_proba_threshold
         self.cloud_area_threshold = cfg.cloud_area_threshold
         self.ref_year = cfg.ref_year
@@ -433,7 +348,7 @@ class SentinelProcessor:
         self.sat_std = tuple(cfg.sat_std) if cfg.sat_std is not None else None
         self.max_open_arrays = max_open_arrays
         self._arrays: OrderedDict[str, np.ndarray] = OrderedDict()
-        # products path -> (T, day positions (T,), month keys (T,))
+        # products path -> (T, day positions (T,), period keys (T,))
         self._zones: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -458,13 +373,13 @@ class SentinelProcessor:
         return array
 
     def _zone_dates(self, path: Path) -> tuple[int, np.ndarray, np.ndarray]:
-        """(T, day positions, month keys) of a products file, computed once per file."""
+        """(T, day positions, period keys) of a products file, computed once per file."""
         key = os.fspath(path)
         cached = self._zones.get(key)
         if cached is None:
             dates = read_products(path)
             positions = day_positions(dates, self.ref_year, self.ref_month, self.ref_day)
-            cached = (len(dates), positions, _month_keys(dates))
+            cached = (len(dates), positions, period_keys(dates, self.average_period))
             self._zones[key] = cached
         return cached
 
@@ -479,7 +394,7 @@ class SentinelProcessor:
 
         Returns:
             (series float32 (T', C, S, S), positions int64 (T',)), T' the dates kept
-            (or months, with monthly averaging).
+            (or periods, with averaging).
 
         Raises:
             DataError: a file is missing, unreadable or inconsistent with the others,
@@ -531,7 +446,7 @@ class SentinelProcessor:
             positions = positions.copy()  # the zone's cached array must not leak out
         if self.average_month:
             ref = datetime.date(self.ref_year, self.ref_month, self.ref_day)
-            series, positions = _monthly_from_keys(series, keys, None, ref)
+            series, positions = period_means(series, keys, None, ref, self.average_period)
         scaled = scale_series(
             series, self.sen2_scaling, self.average_month, self.sat_mean, self.sat_std
         )
