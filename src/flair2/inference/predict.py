@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ from flair2.config import Config
 from flair2.data.datamodule import FlairDataModule
 from flair2.data.discovery import Splits, discover
 from flair2.data.records import PatchRecord
+from flair2.errors import ConfigError
+from flair2.inference.ensemble import (
+    EnsembleDataModule,
+    EnsembleTask,
+    build_ensemble,
+    normalised_weights,
+)
 from flair2.inference.qgis import write_qml
 from flair2.inference.writer import AsyncWriter, is_done, prediction_path, write_prediction
 from flair2.io import remove_stale_temporaries
@@ -67,6 +75,11 @@ class PredictResult:
     @property
     def patches_per_second(self) -> float:
         return self.written / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def seconds_per_patch(self) -> float:
+        """Wall-clock seconds per written file: what an inference budget is counted in."""
+        return self.seconds / self.written if self.written > 0 else float("nan")
 
 
 class PatchWriter(pl.Callback):
@@ -162,30 +175,43 @@ def _counts_of_all_processes(trainer: pl.Trainer, written: int, unreadable: int)
 
 def predict(
     cfg: Config,
-    checkpoint: str | Path,
+    checkpoint: str | Path | Sequence[str | Path],
     out_dir: str | Path | None = None,
     *,
     values: str = "model",
     probabilities: bool = False,
-    tta: bool = False,
+    tta: bool | None = None,
     overwrite: bool = False,
     records: list[PatchRecord] | None = None,
+    weights: Sequence[float] | None = None,
 ) -> PredictResult:
     """Predict every test patch of a config with a checkpoint (ours or the reference's).
 
     Args:
         cfg: the configuration (test paths, model keys, batch_size_inference).
-        checkpoint: a flair2 or reference Lightning checkpoint, or a state dict file.
+        checkpoint: a flair2 or reference Lightning checkpoint, or a state dict
+            file; or several, whose probabilities are averaged (an ensemble, see
+            :mod:`flair2.inference.ensemble`: each flair2 checkpoint runs with the
+            model settings it was trained with).
         out_dir: output folder (default ``<out_folder>/<out_model_name>/predictions``).
         values: "model" (0–12) or "labels" (the label nomenclature, 1–13).
         probabilities: also write ``PROB_<id>.tif`` (per-class probabilities, uint8).
-        tta: average over flips and 90° rotations.
+        tta: average over flips and 90° rotations (each ensemble member first);
+            None: the config's ``tta``.
         overwrite: predict patches whose files already exist (default: skip them).
         records: the patches to predict (default: the config's test split).
+        weights: one per checkpoint of an ensemble, normalised to sum to 1
+            (default: equal).
 
     Returns:
         Counts and wall-clock time of the run.
     """
+    checkpoints = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    if not checkpoints:
+        raise ConfigError("predict: give at least one checkpoint")
+    if weights is not None or len(checkpoints) > 1:
+        normalised_weights(weights, len(checkpoints))  # bad weights fail before any output
+    tta = cfg.tta if tta is None else tta
     quiet_lightning()
     out = Path(out_dir) if out_dir else cfg.output_dir() / "predictions"
     out.mkdir(parents=True, exist_ok=True)
@@ -207,10 +233,15 @@ def predict(
         log.info("%d of %d patches already predicted in %s: skipped", skipped, len(records), out)
     if not todo:
         return PredictResult(out, 0, skipped, 0.0)
-    datamodule = FlairDataModule(cfg, splits=Splits(test=todo))
-    datamodule.setup("predict")
-    task = SegmentationTask(cfg, patch_size=datamodule.patch_size())
-    load_checkpoint_weights(task.model, checkpoint)
+    task: SegmentationTask | EnsembleTask
+    datamodule: FlairDataModule | EnsembleDataModule
+    if len(checkpoints) == 1:
+        datamodule = FlairDataModule(cfg, splits=Splits(test=todo))
+        datamodule.setup("predict")
+        task = SegmentationTask(cfg, patch_size=datamodule.patch_size())
+        load_checkpoint_weights(task.model, checkpoints[0])
+    else:
+        task, datamodule = build_ensemble(cfg, checkpoints, todo, weights)
     task.predict_tta = tta
     quiet_lightning()
     writer = PatchWriter(out, todo, values=values, probabilities=probabilities)
@@ -232,10 +263,14 @@ def predict(
     unreadable = sum(int(c[1]) for c in counts)
     result = PredictResult(out, sum(per_process), skipped, seconds, unreadable, per_process)
     log.info(
-        "predicted %d patches in %.1f s (%.2f patches/s, %s) into %s",
+        "predicted %d patches in %.1f s (%.2f patches/s, %.3f s per patch, %d model(s)%s, %s) "
+        "into %s",
         result.written,
         seconds,
         result.patches_per_second,
+        result.seconds_per_patch,
+        len(checkpoints),
+        " + TTA" if tta else "",
         trainer.accelerator.__class__.__name__.replace("Accelerator", ""),
         out,
     )

@@ -1,4 +1,9 @@
-"""Build the configured model: U-T&T (``arch: utt``) or the aerial-only U-Net (``arch: unet``)."""
+"""Build the configured model: U-T&T (``arch: utt``) or the aerial-only U-Net (``arch: unet``).
+
+The aerial network is smp's U-Net on ResNet34 by default (the reference's); the
+config keys ``encoder_name`` and ``decoder_name`` pick any other smp encoder
+(timm's included) and decoder.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from flair2.models.utt import UTT
 #: Metadata values besides the position encoding: altitude 1, camera 2, year 4,
 #: sin/cos of month, day and time 6.
 METADATA_EXTRA = 13
-#: Every supported patch size is a multiple of this (the U-Net's downsampling).
+#: Every supported patch size is a multiple of this (the encoders' downsampling).
 PATCH_MULTIPLE = 32
 
 
@@ -48,7 +53,7 @@ def build_model(cfg: Config, patch_size: int) -> nn.Module:
 
     Args:
         cfg: the configuration (keys ``arch``, ``encoder_name``,
-            ``encoder_weights``, ``num_classes``, ``num_channels_aerial``,
+            ``encoder_weights``, ``decoder_name``, ``num_classes``, ``num_channels_aerial``,
             ``num_channels_sat``, the U-TAE keys, ``aerial_metadata``,
             ``geo_enc_size``, ``drop_utae_modality``, ``sat_patch_size``,
             ``aerial_resolution``, ``sat_resolution``).
@@ -62,7 +67,8 @@ def build_model(cfg: Config, patch_size: int) -> nn.Module:
     Raises:
         ValueError: ``patch_size`` is not a positive multiple of 32.
         ConfigError: the Sentinel-2 crop does not suit the U-TAE or the
-            footprint, or the encoder/weights cannot be had.
+            footprint, the encoder/weights cannot be had, or the encoder and
+            decoder cannot take ``patch_size`` patches.
     """
     if patch_size < PATCH_MULTIPLE or patch_size % PATCH_MULTIPLE:
         raise ValueError(f"patch size must be a multiple of {PATCH_MULTIPLE}, got {patch_size}")
@@ -71,6 +77,8 @@ def build_model(cfg: Config, patch_size: int) -> nn.Module:
         in_channels=cfg.num_channels_aerial,
         classes=cfg.num_classes,
         encoder_weights=cfg.encoder_weights,
+        decoder_name=cfg.decoder_name,
+        patch_size=patch_size,
     )
     n_meta = metadata_features(cfg)
     if cfg.arch == "unet":

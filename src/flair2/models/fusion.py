@@ -7,6 +7,12 @@ reference hard-codes for 512 px patches are derived here from the inputs:
 * the Sentinel-2 footprint of an aerial patch (:func:`footprint_crop_size`);
 * the size of each encoder stage (taken from the actual feature maps);
 * the length of the metadata vector laid along the deepest map's height.
+
+Encoder stages are those the aerial encoder exposes, whatever their number and
+widths (``encoder.out_channels``). A stage of 0 channels (smp's placeholder for
+the 1/2 scale of ConvNeXt, Swin, PVT… which start at 1/4) gets no fusion term: its
+slot holds an ``nn.Identity`` without parameters, so the other stages keep their
+index in the state dict.
 """
 
 from __future__ import annotations
@@ -61,16 +67,17 @@ class FMCropped(nn.Module):
 
     Args:
         in_channels: channels of the satellite feature map.
-        out_channels_list: channels of each encoder stage.
+        out_channels_list: channels of each encoder stage (0: a stage without term).
     """
 
     def __init__(self, in_channels: int, out_channels_list: list[int]) -> None:
         super().__init__()
         self.conv_list = nn.ModuleList(
-            nn.Conv2d(in_channels, c, kernel_size=1) for c in out_channels_list
+            nn.Conv2d(in_channels, c, kernel_size=1) if c > 0 else nn.Identity()
+            for c in out_channels_list
         )
 
-    def forward(self, crop: Tensor, sizes: list[tuple[int, int]]) -> list[Tensor]:
+    def forward(self, crop: Tensor, sizes: list[tuple[int, int]]) -> list[Tensor | None]:
         """Map the footprint crop to every stage.
 
         Args:
@@ -78,10 +85,12 @@ class FMCropped(nn.Module):
             sizes: (height, width) of each encoder stage.
 
         Returns:
-            One B×C_i×H_i×W_i tensor per stage.
+            One B×C_i×H_i×W_i tensor per stage; None for a 0-channel stage.
         """
         return [
-            F.interpolate(conv(crop), size=size, mode="bilinear", align_corners=False)
+            None
+            if isinstance(conv, nn.Identity)
+            else F.interpolate(conv(crop), size=size, mode="bilinear", align_corners=False)
             for conv, size in zip(self.conv_list, sizes, strict=True)
         ]
 
@@ -91,7 +100,7 @@ class FMCollapsed(nn.Module):
 
     Args:
         in_channels: channels of the satellite feature map.
-        out_channels_list: channels of each encoder stage.
+        out_channels_list: channels of each encoder stage (0: a stage without term).
         dropout: dropout after the two hidden layers (training only).
     """
 
@@ -101,6 +110,9 @@ class FMCollapsed(nn.Module):
         super().__init__()
         self.mlps = nn.ModuleList()
         for out_channels in out_channels_list:
+            if out_channels <= 0:
+                self.mlps.append(nn.Identity())
+                continue
             first, second = collapsed_hidden_widths(in_channels, out_channels)
             self.mlps.append(
                 nn.Sequential(
@@ -114,16 +126,20 @@ class FMCollapsed(nn.Module):
                 )
             )
 
-    def forward(self, summary: Tensor) -> list[Tensor]:
+    def forward(self, summary: Tensor) -> list[Tensor | None]:
         """Map each sample's summary vector to every stage.
 
         Args:
             summary: B×C, one vector per sample (the spatial mean of its map).
 
         Returns:
-            One B×C_i×1×1 tensor per stage, to broadcast over the stage's size.
+            One B×C_i×1×1 tensor per stage, to broadcast over the stage's size;
+            None for a 0-channel stage.
         """
-        return [mlp(summary)[:, :, None, None] for mlp in self.mlps]
+        return [
+            None if isinstance(mlp, nn.Identity) else mlp(summary)[:, :, None, None]
+            for mlp in self.mlps
+        ]
 
 
 class MetadataMLP(nn.Module):

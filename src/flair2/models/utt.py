@@ -27,17 +27,23 @@ Fixes of the reference (REFERENCE.md, "Known defects"):
    sizes from the actual encoder maps, the metadata length from the deepest
    map's height.
 
+The aerial network may be any smp encoder and decoder (:func:`flair2.models.unet.build_unet`):
+the fusion terms go to every stage the encoder exposes, with the widths of
+``encoder.out_channels`` and the sizes of the actual maps; a stage of 0 channels
+(the missing 1/2 scale of ConvNeXt, Swin…) gets none.
+
 Also, the U-TAE's own output convolution (``arch_hr.out_conv``) is kept for
 checkpoint compatibility but never run, and the fusion terms of the first stage
-(the input itself, which the smp decoder discards) cannot affect the logits:
-these parameters get no gradient, so multi-GPU DDP needs
-``find_unused_parameters=True``.
+(the input itself, which no smp decoder reads) cannot affect the logits, nor
+can those of stages a decoder skips (FPN and UPerNet start at 1/4, PSPNet and
+DeepLabV3 read the deepest map only): these parameters get no gradient, so
+multi-GPU DDP needs ``find_unused_parameters=True``.
 """
 
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp
 import torch
+from segmentation_models_pytorch.base import SegmentationModel
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -50,10 +56,10 @@ class UTT(nn.Module):
     """U-T&T (U-Net + U-TAE) for aerial patches with a Sentinel-2 time series.
 
     Args:
-        arch_vhr: the aerial smp U-Net (see :func:`flair2.models.unet.build_unet`).
+        arch_vhr: the aerial smp network (see :func:`flair2.models.unet.build_unet`).
         arch_hr: the Sentinel-2 U-TAE.
         patch_size: side of the aerial patches in pixels (a multiple of the
-            U-Net's stride, 32).
+            encoder's stride, 32 unless dilated).
         crop_size: side of the patch footprint in Sentinel-2 pixels (see
             :func:`flair2.models.fusion.footprint_crop_size`).
         num_classes: classes of the auxiliary head (as the U-Net's).
@@ -65,7 +71,7 @@ class UTT(nn.Module):
 
     def __init__(
         self,
-        arch_vhr: smp.Unet,
+        arch_vhr: SegmentationModel,
         arch_hr: UTAE,
         patch_size: int,
         crop_size: int,
@@ -158,6 +164,8 @@ class UTT(nn.Module):
         collapsed = self.fm_utae_featmap_collapsed(sat.mean(dim=(-2, -1)))
         keep = self._keep_mask(aerial.shape[0], aerial)
         for i, (c_term, m_term) in enumerate(zip(cropped, collapsed, strict=True)):
+            if c_term is None or m_term is None:  # a 0-channel placeholder stage
+                continue
             term = c_term + m_term
             if keep is not None:
                 term = term * keep
