@@ -9,6 +9,7 @@ import yaml
 
 from flair2.config import Config, config_from_dict, load_config, save_config
 from flair2.errors import ConfigError
+from flair2.inference.zonal_config import load_detect_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "configs" / "flair-2-config.yml"
@@ -120,6 +121,10 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yml")))
 def test_shipped_configs_load(name: str) -> None:
+    if name.startswith("detect"):  # a `flair2 detect` zone config, a schema of its own
+        settings = load_detect_settings(ROOT / "configs" / name)
+        assert settings.output.endswith(".tif")
+        return
     load_config(ROOT / "configs" / name)
 
 
@@ -139,8 +144,10 @@ def test_leaderboard_presets_differ_from_reference_only_where_published(
     reference = load_config(REFERENCE).to_dict()
     differing = {k for k in preset if preset[k] != reference[k]}
     allowed = {"arch", "out_model_name", "augmentation_mode", "aerial_metadata"}
-    allowed |= {"use_augmentation", "filter_clouds", "average_month"}
+    allowed |= {"use_augmentation", "filter_clouds", "average_month", "encoder_weights"}
     assert differing <= allowed
+    # The reference starts from smp's default, ImageNet weights: so do the presets.
+    assert preset["encoder_weights"] == "imagenet"
     assert preset["arch"] == arch and preset["aerial_metadata"] is metadata
     assert preset["use_augmentation"] is augmentation
     assert preset["filter_clouds"] is filtering and preset["average_month"] is filtering
