@@ -22,3 +22,30 @@ def test_bench_data_quick() -> None:
     for key in ("samples_per_s", "loader0_samples_per_s", "loader_samples_per_s", "peak_rss_mb"):
         assert figures[key] > 0, key
     assert figures["patch_size"] == 64
+
+
+def _run(script: str, *args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_bench_train_step_quick() -> None:
+    figures = _run("train_step.py")
+    for key in ("samples_per_s_b4_fp32", "samples_per_s_b2_fp32", "peak_rss_mb"):
+        assert figures[key] > 0, key
+    # bf16 autocast changes the first loss by rounding only.
+    assert abs(figures["first_loss_b4_bf16"] - figures["first_loss_b4_fp32"]) < 0.05
+    assert figures["patch_size"] == 64
+
+
+def test_bench_predict_quick() -> None:
+    figures = _run("predict.py")
+    for key in ("patches_per_s_b1", "patches_per_s_b8", "patches_per_s_b1_tta", "peak_rss_mb"):
+        assert figures[key] > 0, key
+    assert figures["patches"] == 2
