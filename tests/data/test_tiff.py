@@ -47,6 +47,7 @@ def test_plain_layouts_read_exactly(tmp_path: Path, pixels: np.ndarray, options:
     fast = read_plain_tiff(path, 5)
     assert fast is not None
     assert fast.shape == (5, 70, 90) and fast.dtype == np.uint8
+    assert fast.flags.c_contiguous
     np.testing.assert_array_equal(fast, pixels)
     np.testing.assert_array_equal(read_raster(path, bands=5, name="aerial patch"), pixels)
 

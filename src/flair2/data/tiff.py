@@ -95,7 +95,7 @@ def read_plain_tiff(path: str | os.PathLike[str], bands: int) -> np.ndarray | No
             that the caller's own checks and messages apply.
 
     Returns:
-        uint8 (bands, H, W), possibly a non-contiguous view; None when the file
+        uint8 (bands, H, W), C-contiguous; None when the file
         is not of the plain layout (or is damaged): read it with GDAL instead.
     """
     try:
@@ -133,7 +133,7 @@ def read_plain_tiff(path: str | os.PathLike[str], bands: int) -> np.ndarray | No
     planar = tags.get(_PLANAR_CONFIGURATION, (1,))[0]
     if planar == 2 or samples == 1:
         return pixels.reshape(samples, height, width)
-    # Pixel-interleaved (GDAL's default): bands last on disk. The (C, H, W) view is
-    # left non-contiguous: the batch collation copies it anyway, and a transposing
-    # copy here would cost more than the read itself.
-    return pixels.reshape(height, width, samples).transpose(2, 0, 1)
+    # Pixel-interleaved (GDAL's default): bands last on disk. De-interleave here
+    # (~0.5 ms for 512 px × 5 bands): stacking strided views into a batch later
+    # costs twice as much.
+    return np.ascontiguousarray(pixels.reshape(height, width, samples).transpose(2, 0, 1))
