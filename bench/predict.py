@@ -9,7 +9,8 @@ warm up (kernel selection), then the whole split into a fresh folder.
 
 Prints one JSON line: ``patches_per_s_b1``, ``patches_per_s_b8``,
 ``patches_per_s_b1_tta``, ``patches_per_s_b8_tta``, ``patches_per_s_b1_cl`` (and
-``_bf16`` variants with ``bf16_agreement`` on cuda), ``patches``, ``peak_rss_mb`` (all
+``_bf16`` variants with ``bf16_agreement`` on cuda; ``patches_per_s_b1_compile``
+with ``--compile``), ``patches``, ``peak_rss_mb`` (all
 variants) and ``peak_rss_mb_b1`` (after the batch-1 run, the first).
 
     python bench/predict.py                  # 512 px toy data generated in a temp folder
@@ -56,6 +57,9 @@ def main() -> int:
     parser.add_argument("--patches", type=int, default=None, help="test patches to generate")
     parser.add_argument("--tta-patches", type=int, default=None, help="patches for TTA variants")
     parser.add_argument("--bf16", action="store_true", help="bf16 variants on the CPU too")
+    parser.add_argument(
+        "--compile", action="store_true", help="also compile_model (compiled in the warm-up)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     args = parser.parse_args()
@@ -95,6 +99,8 @@ def main() -> int:
             ("b8_tta", 8, True, False, "32"),
             ("b1_cl", 1, False, True, "32"),
         ]
+        if args.compile:
+            variants.append(("b1_compile", 1, False, False, "32"))
         if cuda or args.bf16:
             variants += [
                 ("b8_bf16", 8, False, False, "bf16-mixed"),
@@ -109,12 +115,20 @@ def main() -> int:
                 batch_size_inference=batch,
                 channels_last=channels_last,
                 precision=precision,
+                compile_model=name.endswith("_compile"),
             )
             todo = tta_records if tta else records
             out = Path(tmp) / f"pred_{name}"
             predict(cfg, checkpoint, Path(tmp) / f"warm_{name}", tta=tta, records=todo[:1])
             result = predict(cfg, checkpoint, out, tta=tta, records=todo)
             figures[f"patches_per_s_{name}"] = round(result.patches_per_second, 3)
+            if cfg.compile_model and len(todo) > 2:
+                # Each run compiles its model again (from the compiler's cache, but
+                # not for free): the marginal rate between a 2-patch and a full run
+                # is the steady-state speed a long prediction gets.
+                few = predict(cfg, checkpoint, Path(tmp) / f"few_{name}", tta=tta, records=todo[:2])
+                marginal = (result.written - few.written) / (result.seconds - few.seconds)
+                figures[f"patches_per_s_{name}_steady"] = round(marginal, 3)
             if name == "b1":  # the peak so far is that of plain batch-1 prediction
                 figures["peak_rss_mb_b1"] = round(peak_rss_mb(), 1)
         figures["patches"] = len(records)

@@ -183,7 +183,8 @@ class Config:
     #: Speed options (see bench/README.md): keep the aerial U-Net's activations in
     #: channels-last memory order (faster convolutions on recent CPUs and GPUs) ...
     channels_last: bool = False
-    #: ... and compile the model with ``torch.compile`` (slow first steps; GPU mostly).
+    #: ... and compile the model with ``torch.compile`` (the first batches wait for the
+    #: compiler; a new number of Sentinel-2 dates recompiles: see bench/README.md).
     compile_model: bool = False
     early_stopping_patience: int = 30
     #: Limit the number of batches per epoch (fraction or count; null = all).
