@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import dataset_root, peak_rss_mb
 
 from flair2.config import config_from_dict
 from flair2.data.datamodule import FlairDataModule
-from flair2.data.toy import generate_toy_dataset, toy_config_dict
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished children, in MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024.0
+from flair2.data.toy import toy_config_dict
 
 
 def measure(data_root: Path, samples: int, workers: int, batch_size: int) -> dict[str, float]:
@@ -92,10 +85,7 @@ def main() -> int:
     patch_size = 64 if args.quick else 512
     samples = args.samples or (8 if args.quick else 200)
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.data
-        if root is None:
-            root = Path(tmp) / "toy"
-            generate_toy_dataset(root, patch_size=patch_size, seed=0)
+        root = dataset_root(args.data, tmp, patch_size)
         figures = measure(root, samples, args.workers, batch_size=4)
     figures.update(patch_size=patch_size, peak_rss_mb=round(peak_rss_mb(), 1))
     print(json.dumps(figures))

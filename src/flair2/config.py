@@ -351,6 +351,12 @@ def _check(cond: bool, key: str, message: str) -> None:
         raise ConfigError(f"config key '{key}': {message}")
 
 
+def check_patch_size(size: int | None, key: str = "patch_size") -> None:
+    """An aerial patch (or window) size: null, or a multiple of 32 (the encoder's stride)."""
+    if size is not None:
+        _check(size >= 32 and size % 32 == 0, key, f"must be a multiple of 32, got {size}")
+
+
 def validate(cfg: Config) -> Config:
     """Check ranges and consistency of a typed config; return it or raise ConfigError."""
     s = cfg.sat_patch_size
@@ -421,12 +427,7 @@ def validate(cfg: Config) -> Config:
         "batch_size",
         f"decoder_name '{cfg.decoder_name}' needs training batches of at least 2",
     )
-    if cfg.patch_size is not None:
-        _check(
-            cfg.patch_size >= 32 and cfg.patch_size % 32 == 0,
-            "patch_size",
-            f"must be a multiple of 32, got {cfg.patch_size}",
-        )
+    check_patch_size(cfg.patch_size)
     _check(cfg.aerial_resolution > 0, "aerial_resolution", "must be > 0")
     _check(cfg.sat_resolution > 0, "sat_resolution", "must be > 0")
     _check(0 <= cfg.cloud_proba_threshold <= 100, "cloud_proba_threshold", "must be in [0, 100]")

@@ -175,6 +175,15 @@ def test_utt_checkpoint_into_the_aerial_only_model_says_what_it_is() -> None:
         load_checkpoint_weights(target, source)
 
 
+def test_in_memory_checkpoint_is_named_by_the_file_it_came_from() -> None:
+    source = build_model(small_config(), 64).state_dict()
+    target = build_model(small_config(arch="unet"), 64)
+    with pytest.raises(CheckpointError, match=r"^checkpoint runs/utt\.ckpt does not fit"):
+        load_checkpoint_weights(target, source, name="runs/utt.ckpt")
+    with pytest.raises(CheckpointError, match=r"^checkpoint \(in-memory state dict\)"):
+        load_checkpoint_weights(target, source)
+
+
 def test_unreadable_files(tmp_path: Path) -> None:
     model = build_model(small_config(arch="unet"), 64)
     with pytest.raises(CheckpointError, match="not found"):

@@ -47,13 +47,11 @@ from rasterio.windows import Window
 
 from flair2.data.toy import _dates, _product_names
 from flair2.data.toy_scene import (
-    _SUB,
     AERIAL_RES,
     SAT_RES,
     ZoneMap,
-    _unit_ids,
-    _unit_profiles,
     make_zone_map,
+    mean_reflectance,
     render_patch,
     sentinel_series,
 )
@@ -146,14 +144,7 @@ def _clear_series(
 ) -> tuple[np.ndarray, np.ndarray]:
     """As :func:`toy_scene.sentinel_series` without clouds and snow: (T, 10, H, W), zero masks."""
     h, w = shape
-    doy = np.array([d.timetuple().tm_yday for d in dates], np.float64)
-    prof = _unit_profiles(zm, doy)
-    ids = _unit_ids(zm, 0.0, 0.0, SAT_RES / _SUB, h * _SUB, w * _SUB).reshape(h, _SUB, w, _SUB)
-    acc = np.zeros((h, w, len(dates), 10), np.float32)
-    for a in range(_SUB):
-        for b in range(_SUB):
-            acc += prof[ids[:, a, :, b]]
-    data = (acc / _SUB**2).transpose(2, 3, 0, 1)
+    data = mean_reflectance(zm, shape, dates)
     data = data + rng.standard_normal(data.shape, dtype=np.float32) * (30 + 0.03 * data)
     data_u16 = np.clip(np.rint(data), 1, 65535).astype(np.uint16)
     return data_u16, np.zeros((len(dates), 2, h, w), np.uint8)

@@ -267,6 +267,28 @@ def _unit_profiles(zm: ZoneMap, doy: np.ndarray) -> np.ndarray:
     return prof.astype(np.float32)
 
 
+def mean_reflectance(zm: ZoneMap, shape: tuple[int, int], dates: list[datetime.date]) -> np.ndarray:
+    """The noise-free reflectance of a super-area: each pixel the mean of its land-cover units.
+
+    Args:
+        zm: the zone's map (pixel (i, j) as in :func:`sentinel_series`).
+        shape: (H, W) in Sentinel-2 pixels.
+        dates: the T dates (their day of year drives the vegetation curves).
+
+    Returns:
+        float32 (T, 10, H, W), reflectance × 10⁴.
+    """
+    h, w = shape
+    doy = np.array([d.timetuple().tm_yday for d in dates], np.float64)
+    prof = _unit_profiles(zm, doy)
+    ids = _unit_ids(zm, 0.0, 0.0, SAT_RES / _SUB, h * _SUB, w * _SUB).reshape(h, _SUB, w, _SUB)
+    acc = np.zeros((h, w, len(dates), 10), np.float32)
+    for a in range(_SUB):
+        for b in range(_SUB):
+            acc += prof[ids[:, a, :, b]]
+    return (acc / _SUB**2).transpose(2, 3, 0, 1)
+
+
 def sentinel_series(
     rng: np.random.Generator,
     zm: ZoneMap,
@@ -288,14 +310,7 @@ def sentinel_series(
         probabilities (T, 2, H, W) uint8 in [0, 100].
     """
     h, w = shape
-    doy = np.array([d.timetuple().tm_yday for d in dates], np.float64)
-    prof = _unit_profiles(zm, doy)
-    ids = _unit_ids(zm, 0.0, 0.0, SAT_RES / _SUB, h * _SUB, w * _SUB).reshape(h, _SUB, w, _SUB)
-    acc = np.zeros((h, w, len(dates), 10), np.float32)
-    for a in range(_SUB):
-        for b in range(_SUB):
-            acc += prof[ids[:, a, :, b]]
-    data = (acc / _SUB**2).transpose(2, 3, 0, 1)  # (T, 10, H, W)
+    data = mean_reflectance(zm, shape, dates)
     t = len(dates)
     data = data * rng.uniform(0.97, 1.03, (t, 1, 1, 1)).astype(np.float32)
     data += rng.standard_normal(data.shape, dtype=np.float32) * (30 + 0.03 * data)

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from flair2.config import Config, config_from_dict, load_config
-from flair2.errors import CheckpointError, ConfigError, Flair2Error
+from flair2.errors import ConfigError, Flair2Error
 from flair2.inference.zonal_config import DetectSettings
 from flair2.inference.zonal_grid import WindowGrid, blend_weights
 from flair2.inference.zonal_loop import StripAccumulator, WindowPredictor, ZonalDataModule
@@ -118,13 +118,7 @@ def load_detection_model(settings: DetectSettings) -> tuple[Config, nn.Module, i
         patch = DEFAULT_PATCH_SIZE
         log.info("window size not given by the model: %d px (set patch_size)", patch)
     model = build_model(cfg, int(patch))
-    try:
-        load_checkpoint_weights(model, raw)
-    except CheckpointError as exc:
-        text = str(exc).replace(
-            "checkpoint (in-memory state dict)", f"checkpoint {settings.checkpoint}"
-        )
-        raise CheckpointError(text) from None
+    load_checkpoint_weights(model, raw, name=settings.checkpoint)
     return cfg, model, int(patch)
 
 

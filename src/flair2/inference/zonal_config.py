@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from flair2.config import _build, _check, apply_overrides
+from flair2.config import _build, _check, apply_overrides, check_patch_size
 from flair2.errors import ConfigError
 from flair2.inference.zonal_metadata import AreaMetadata
 
@@ -110,12 +110,7 @@ def validate_detect_settings(settings: DetectSettings) -> DetectSettings:
             "aerial_bands",
             f"bands are 1-based, got {settings.aerial_bands}",
         )
-    if settings.patch_size is not None:
-        _check(
-            settings.patch_size >= 32 and settings.patch_size % 32 == 0,
-            "patch_size",
-            f"must be a multiple of 32, got {settings.patch_size}",
-        )
+    check_patch_size(settings.patch_size)
     _check(settings.overlap >= 0, "overlap", f"must be >= 0, got {settings.overlap}")
     for key in ("batch_size", "devices", "num_nodes"):
         _check(getattr(settings, key) >= 1, key, f"must be >= 1, got {getattr(settings, key)}")

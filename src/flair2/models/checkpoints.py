@@ -232,14 +232,20 @@ def guess_configuration(state: Mapping[str, Any]) -> dict[str, Any]:
     return guess
 
 
-def _describe_source(source: Any) -> str:
+def _describe_source(source: Any, name: str | Path | None = None) -> str:
+    if name is not None:
+        return f"checkpoint {name}"
     if isinstance(source, (str, Path)):
         return f"checkpoint {source}"
     return "checkpoint (in-memory state dict)"
 
 
 def load_checkpoint_weights(
-    model: nn.Module, source: str | Path | Mapping[str, Any], strict: bool = True
+    model: nn.Module,
+    source: str | Path | Mapping[str, Any],
+    strict: bool = True,
+    *,
+    name: str | Path | None = None,
 ) -> LoadedCheckpoint:
     """Load weights into ``model`` from a checkpoint file or an in-memory dict.
 
@@ -251,6 +257,7 @@ def load_checkpoint_weights(
             :func:`map_reference_state_dict`.
         strict: with False, missing and unexpected keys are tolerated (and
             logged); shape mismatches always fail.
+        name: the file an in-memory ``source`` was read from, for messages.
 
     Returns:
         What was loaded (:class:`LoadedCheckpoint`).
@@ -270,7 +277,7 @@ def load_checkpoint_weights(
         report = (
             shape_report(state, expected) if strict else f"shape mismatches: {_listed(mismatched)}"
         )
-        message = f"{_describe_source(source)} does not fit the model: {report}"
+        message = f"{_describe_source(source, name)} does not fit the model: {report}"
         guess = guess_configuration(state)
         if guess:
             message += "; it looks like a checkpoint of " + ", ".join(
@@ -290,7 +297,7 @@ def load_checkpoint_weights(
     if missing or unexpected:
         logger.warning(
             "%s: %d model keys not in the checkpoint (%s), %d checkpoint keys ignored (%s)",
-            _describe_source(source),
+            _describe_source(source, name),
             len(missing),
             _listed(missing),
             len(unexpected),
