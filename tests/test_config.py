@@ -152,3 +152,14 @@ def test_leaderboard_presets_differ_from_reference_only_where_published(
     assert preset["use_augmentation"] is augmentation
     assert preset["filter_clouds"] is filtering and preset["average_month"] is filtering
     assert preset["augmentation_mode"] == "reference"
+
+
+def test_channels_last_true_false_or_auto() -> None:
+    auto = config_from_dict({})
+    assert auto.channels_last == "auto"
+    assert auto.channels_last_for("predict") and not auto.channels_last_for("fit")
+    for value in (True, False):
+        cfg = config_from_dict({"channels_last": value})
+        assert cfg.channels_last_for("fit") is value and cfg.channels_last_for("predict") is value
+    with pytest.raises(ConfigError, match="'channels_last'"):
+        config_from_dict({"channels_last": "sometimes"})

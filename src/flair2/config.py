@@ -181,8 +181,10 @@ class Config:
     gradient_clip_val: float | None = None
     precision: Literal["32", "16-mixed", "bf16-mixed", "32-true"] = "32"
     #: Speed options (see bench/README.md): keep the aerial U-Net's activations in
-    #: channels-last memory order (faster convolutions on recent CPUs and GPUs) ...
-    channels_last: bool = False
+    #: channels-last memory order (faster convolutions on recent CPUs and GPUs): true,
+    #: false, or "auto": in prediction and detection, not in training (where it was
+    #: slower on a CPU and mixed on a GPU) ...
+    channels_last: bool | Literal["auto"] = "auto"
     #: ... and compile the model with ``torch.compile`` (the first batches wait for the
     #: compiler; a new number of Sentinel-2 dates recompiles: see bench/README.md).
     compile_model: bool = False
@@ -226,6 +228,12 @@ class Config:
         """The reference date as (month, day)."""
         month, day = self.ref_date.split("-")
         return int(month), int(day)
+
+    def channels_last_for(self, stage: Literal["fit", "predict"]) -> bool:
+        """Whether the aerial U-Net runs channels-last in training or in prediction."""
+        if self.channels_last == "auto":
+            return stage == "predict"
+        return bool(self.channels_last)
 
     def output_dir(self) -> Path:
         """``out_folder/out_model_name``: where a run writes everything."""

@@ -26,7 +26,7 @@ from flair2.ema import WeightAverage
 from flair2.errors import Flair2Error
 from flair2.losses import WeightedCrossEntropy as WeightedCrossEntropy  # re-exported
 from flair2.losses import build_criterion
-from flair2.models import SegmentationOutput, build_model
+from flair2.models import SegmentationOutput, build_model, set_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,8 @@ class SegmentationTask(pl.LightningModule):
         self.cfg = cfg
         self.patch_size = patch_size
         self.model = build_model(cfg, patch_size)
-        if cfg.channels_last:
-            # The aerial U-Net holds nearly all the FLOPs. Only the memory order of its
-            # 4-D weights changes: the state dict keeps its keys and values.
-            self.model.arch_vhr.to(memory_format=torch.channels_last)
+        # Training's setting; prediction sets its own (predict, ensembles, detect).
+        set_channels_last(self.model, cfg.channels_last_for("fit"))
         if cfg.compile_model:
             # In place (Module.compile), so state-dict keys stay those of checkpoints.
             self.model.compile()
@@ -96,19 +94,23 @@ class SegmentationTask(pl.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(cfg.num_classes)
         #: Average predictions over flips and 90° rotations (set by the predict command).
         self.predict_tta = False
+        #: Whether predict_step must return probabilities (PROB files are written);
+        #: otherwise, without TTA, it returns logits (set by the predict command).
+        self.predict_probabilities_needed = False
 
     # ------------------------------------------------------------------
-    def forward(self, batch: dict[str, Any]) -> SegmentationOutput:
-        """Run the model on a normalised batch (see :func:`flair2.data.batch.normalize_batch`)."""
-        aerial = batch["aerial"]
-        if self.cfg.channels_last:
-            aerial = aerial.contiguous(memory_format=torch.channels_last)
+    def forward(self, batch: dict[str, Any], with_aux: bool = True) -> SegmentationOutput:
+        """Run the model on a normalised batch (see :func:`flair2.data.batch.normalize_batch`).
+
+        ``with_aux=False`` skips U-T&T's auxiliary head (``aux_logits`` is None).
+        """
         return self.model(
-            aerial,
+            batch["aerial"],
             batch.get("sen2"),
             batch.get("positions"),
             batch.get("pad_mask"),
             batch.get("metadata") if self.cfg.aerial_metadata else None,
+            with_aux=with_aux,
         )
 
     def compute_loss(self, out: SegmentationOutput, labels: Tensor) -> Tensor:
@@ -276,18 +278,27 @@ class SegmentationTask(pl.LightningModule):
             log.info("ema_decay is off: resuming the trained weights, the saved average is dropped")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
+        """``{"patch_id", "scores"}``: scores (B, K, H, W) whose argmax is the prediction.
+
+        Probabilities with TTA or when ``predict_probabilities_needed``; otherwise the
+        logits: softmax keeps their order, so the argmax is the same without a pass
+        over every score.
+        """
         if "aerial" not in batch:  # every sample of the batch was unreadable and skipped
-            return {"patch_id": [], "probabilities": None}
-        probs = self.predict_probabilities(batch, tta=self.predict_tta)
-        return {"patch_id": batch["patch_id"], "probabilities": probs}
+            return {"patch_id": [], "scores": None}
+        if self.predict_tta or self.predict_probabilities_needed:
+            scores = self.predict_probabilities(batch, tta=self.predict_tta)
+        else:
+            scores = self(batch, with_aux=False).logits
+        return {"patch_id": batch["patch_id"], "scores": scores}
 
     def predict_probabilities(self, batch: dict[str, Any], tta: bool = False) -> Tensor:
         """Softmax of the U-Net logits (B, K, H, W), optionally averaged over flips/rot90."""
         if not tta:
-            return self(batch).logits.float().softmax(1)
+            return self(batch, with_aux=False).logits.float().softmax(1)
         from flair2.inference.tta import tta_probabilities
 
-        return tta_probabilities(self, batch)
+        return tta_probabilities(lambda view: self(view, with_aux=False), batch)
 
     # ------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -289,3 +289,24 @@ def test_s2_only_classes_look_alike_from_the_air_but_not_from_space(tmp_path: Pa
         curves[c] = np.where(clear > 0, np.nansum(stack, axis=0) / np.maximum(clear, 1), np.nan)
     for a, b in ((10, 11), (10, 12), (11, 12)):
         assert np.nanmax(np.abs(curves[a] - curves[b])) > 0.25, (a, b, curves[a], curves[b])
+
+
+def test_without_edge_cases_every_crop_is_inside_and_usable(tmp_path: Path) -> None:
+    # What the reference's loader needs (bench/reference_pipeline.py): it fails on crops
+    # leaving the super-area and on crops cloudy on every date.
+    root = tmp_path / "ds"
+    summary = generate_toy_dataset(root, seed=3, edge_cases=False, **SMALL)
+    assert summary.border_patches == [] and summary.all_cloudy_patches == []
+    centroids = json.loads((root / CENTROIDS_NAME).read_text())
+    half = SMALL["sat_patch_size"] // 2
+    for roots in (TRAIN_ROOTS, TEST_ROOTS):
+        for img in root.glob(f"{roots['aerial']}/*/*/img/IMG_*.tif"):
+            domain, zone = img.parts[-4], img.parts[-3]
+            masks = np.load(
+                root / roots["sen"] / domain / zone / "sen" / f"SEN2_sp_{domain}-{zone}_masks.npy",
+                mmap_mode="r",
+            )
+            row, col = centroids[img.name]
+            assert half <= row <= masks.shape[2] - half and half <= col <= masks.shape[3] - half
+            crop = masks[:, 0, row - half : row + half, col - half : col + half]
+            assert ((crop >= 60).mean(axis=(1, 2)) < 0.5).any(), img.name

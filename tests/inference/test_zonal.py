@@ -119,7 +119,7 @@ def model_cfg(**overrides: Any) -> Config:
 class BandIdentity(nn.Module):
     """Class = value of band 1 (0..12): a one-hot of it as logits."""
 
-    def forward(self, aerial: torch.Tensor, *args: Any) -> SegmentationOutput:
+    def forward(self, aerial: torch.Tensor, *args: Any, **kwargs: Any) -> SegmentationOutput:
         value = torch.round(aerial[:, 0] * 255).long().clamp(0, 12)
         return SegmentationOutput(nn.functional.one_hot(value, 13).permute(0, 3, 1, 2) * 10.0)
 
@@ -132,7 +132,7 @@ class Pointwise(nn.Module):
         torch.manual_seed(0)
         self.conv = nn.Conv2d(5, 13, 1)
 
-    def forward(self, aerial: torch.Tensor, *args: Any) -> SegmentationOutput:
+    def forward(self, aerial: torch.Tensor, *args: Any, **kwargs: Any) -> SegmentationOutput:
         return SegmentationOutput(self.conv(aerial) * 4)
 
 
@@ -146,7 +146,7 @@ class SmallConvNet(nn.Module):
             nn.Conv2d(5, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 13, 3, padding=1)
         )
 
-    def forward(self, aerial: torch.Tensor, *args: Any) -> SegmentationOutput:
+    def forward(self, aerial: torch.Tensor, *args: Any, **kwargs: Any) -> SegmentationOutput:
         return SegmentationOutput(self.net(aerial) * 3)
 
 
@@ -344,7 +344,7 @@ class FailingAfter(Pointwise):
         super().__init__()
         self.calls = calls
 
-    def forward(self, aerial: torch.Tensor, *args: Any) -> SegmentationOutput:
+    def forward(self, aerial: torch.Tensor, *args: Any, **kwargs: Any) -> SegmentationOutput:
         self.calls -= 1
         if self.calls < 0:
             raise KilledError

@@ -196,3 +196,24 @@ def test_unreadable_files(tmp_path: Path) -> None:
     torch.save([1, 2], listing)
     with pytest.raises(CheckpointError, match="found list"):
         load_checkpoint_weights(model, listing)
+
+
+def test_memory_mapped_and_legacy_files_load_the_same_weights(tmp_path: Path) -> None:
+    # Files are memory-mapped when torch.save wrote them (zip); legacy files are read
+    # whole. Either way the model gets the stored values, and owns them: rewriting the
+    # file afterwards (as training does with last.ckpt) changes nothing.
+    torch.manual_seed(0)
+    source = build_model(small_config(), 64)
+    state = {f"model.{k}": v for k, v in source.state_dict().items()}
+    optimizer_state = {"state": {0: {"exp_avg": torch.randn(1000, 1000)}}}
+    zipped = tmp_path / "zip.ckpt"
+    torch.save({"state_dict": state, "optimizer_states": [optimizer_state]}, zipped)
+    legacy = tmp_path / "legacy.pt"
+    torch.save(source.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    for path in (zipped, legacy):
+        torch.manual_seed(1)
+        target = build_model(small_config(), 64)
+        load_checkpoint_weights(target, path)
+        path.write_bytes(b"rewritten")
+        for key, value in source.state_dict().items():
+            assert torch.equal(target.state_dict()[key], value), (path.name, key)

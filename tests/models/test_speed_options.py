@@ -79,3 +79,19 @@ def test_state_dict_keeps_its_keys_and_values_under_speed_options() -> None:
     assert list(fast.state_dict()) == list(plain.state_dict())
     for key, value in plain.state_dict().items():
         torch.testing.assert_close(fast.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_training_default_keeps_the_default_order() -> None:
+    # channels_last "auto": prediction only (on a CPU, training steps were slower).
+    conv = _task().model.arch_vhr.encoder.conv1.weight
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_without_aux_the_logits_are_unchanged() -> None:
+    task = _task().eval()
+    batch = _batch()
+    with torch.inference_mode():
+        full = task(batch)
+        lean = task(batch, with_aux=False)
+    assert full.aux_logits is not None and lean.aux_logits is None
+    torch.testing.assert_close(lean.logits, full.logits, rtol=0, atol=0)

@@ -183,6 +183,7 @@ def _plan(
     patches_per_zone: int,
     num_test_domains: int,
     test_patches_per_zone: int,
+    edge_cases: bool = True,
 ) -> list[_ZonePlan]:
     n_dom = num_domains + num_test_domains
     departments = rng.choice(np.arange(1, 96), n_dom, replace=False)
@@ -221,13 +222,13 @@ def _plan(
                     camera=camera,
                     tile=tile,
                     orbit=orbit,
-                    border=d in (0, num_domains) and z == 0,
+                    border=edge_cases and d in (0, num_domains) and z == 0,
                     all_cloudy=False,
                 )
             )
             next_id += n
     train_zones = [p for p in plans if p.split == "train"]
-    if len(train_zones) >= 2:
+    if edge_cases and len(train_zones) >= 2:
         # One zone only, so that nearly every training crop keeps usable dates.
         train_zones[-1].all_cloudy = True
     return plans
@@ -262,6 +263,7 @@ def generate_toy_dataset(
     num_dates: int = 20,
     sat_patch_size: int = 40,
     region_size: float = 40.0,
+    edge_cases: bool = True,
     overwrite: bool = False,
     progress: bool = False,
 ) -> ToySummary:
@@ -282,6 +284,9 @@ def generate_toy_dataset(
             margin of half of it around the patches, except along the top edge of the
             first zone of each split, where crops leave the super-area.
         region_size: mean size of the land-cover regions, metres.
+        edge_cases: write the border crop and the all-cloudy crop (module docstring);
+            False: every crop lies inside its super-area and keeps usable dates (what
+            the reference's loader needs: it fails on both; see ``bench/``).
         overwrite: replace toy roots already in ``out``; otherwise they are an error.
         progress: show a progress bar on the terminal.
 
@@ -322,6 +327,7 @@ def generate_toy_dataset(
         patches_per_zone,
         num_test_domains,
         test_patches_per_zone,
+        edge_cases,
     )
     summary = ToySummary(root=root, config_path=root / CONFIG_NAME)
     centroids: dict[str, list[int]] = {}

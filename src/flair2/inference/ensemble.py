@@ -36,7 +36,7 @@ from flair2.data.dataset import INVALID_KEY, SKIPPED_KEY, FlairDataset
 from flair2.data.discovery import Splits
 from flair2.data.records import PatchRecord
 from flair2.errors import CheckpointError, ConfigError
-from flair2.models import load_checkpoint_weights
+from flair2.models import load_checkpoint_weights, set_channels_last
 from flair2.models.checkpoints import read_checkpoint_file
 from flair2.task import SegmentationTask
 
@@ -196,7 +196,8 @@ def load_members(
     members = []
     for path, share in zip(checkpoints, shares, strict=True):
         path = Path(path)
-        raw = read_checkpoint_file(path)
+        # Memory-mapped: only the stored settings are read here, not the tensors.
+        raw = read_checkpoint_file(path, mmap=True)
         member_cfg, size = member_config(cfg, raw, path)
         members.append(Member(path, share, member_cfg, size, member_cfg is not cfg))
     first = members[0]
@@ -339,9 +340,9 @@ class EnsembleTask(pl.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
         if "views" not in batch:  # every sample of the batch was unreadable and skipped
-            return {"patch_id": [], "probabilities": None}
+            return {"patch_id": [], "scores": None}
         probs = self.ensemble_probabilities(batch["views"], tta=self.predict_tta)
-        return {"patch_id": batch["patch_id"], "probabilities": probs}
+        return {"patch_id": batch["patch_id"], "scores": probs}
 
 
 def build_ensemble(
@@ -384,6 +385,7 @@ def build_ensemble(
             views.append(datamodule.predict_dataset)
         task = SegmentationTask(member.cfg, patch_size=data_size)
         load_checkpoint_weights(task.model, member.checkpoint)
+        set_channels_last(task.model, member.cfg.channels_last_for("predict"))
         tasks.append(task)
         view_of.append(signatures[signature])
         log.info(

@@ -38,7 +38,7 @@ from flair2.inference.ensemble import (
 from flair2.inference.qgis import write_qml
 from flair2.inference.writer import AsyncWriter, is_done, prediction_path, write_prediction
 from flair2.io import remove_stale_temporaries
-from flair2.models import load_checkpoint_weights
+from flair2.models import load_checkpoint_weights, set_channels_last
 from flair2.ranks import process_rank
 from flair2.task import SegmentationTask
 from flair2.training import (
@@ -121,11 +121,12 @@ class PatchWriter(pl.Callback):
             raise RuntimeError("PatchWriter: predict did not start")
         if isinstance(batch, dict) and batch.get("skipped"):
             self.unreadable.extend(batch["skipped"])
-        probs = outputs["probabilities"]
-        if probs is None:  # nothing readable in this batch
+        # Logits or probabilities (probabilities when PROB files are written).
+        scores = outputs["scores"]
+        if scores is None:  # nothing readable in this batch
             return
-        classes = probs.argmax(1).to(torch.uint8).cpu().numpy()
-        probs_np = probs.cpu().numpy() if self.probabilities else None
+        classes = scores.argmax(1).to(torch.uint8).cpu().numpy()
+        probs_np = scores.cpu().numpy() if self.probabilities else None
         for i, patch_id in enumerate(outputs["patch_id"]):
             with rasterio.open(self.aerial_by_id[patch_id]) as src:
                 crs, transform = src.crs, src.transform
@@ -240,6 +241,8 @@ def predict(
         datamodule.setup("predict")
         task = SegmentationTask(cfg, patch_size=datamodule.patch_size())
         load_checkpoint_weights(task.model, checkpoints[0])
+        set_channels_last(task.model, cfg.channels_last_for("predict"))
+        task.predict_probabilities_needed = probabilities
     else:
         task, datamodule = build_ensemble(cfg, checkpoints, todo, weights)
     task.predict_tta = tta

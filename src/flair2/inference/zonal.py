@@ -44,7 +44,7 @@ from flair2.inference.zonal_reader import (
 )
 from flair2.inference.zonal_sentinel import AreaSentinel
 from flair2.inference.zonal_writer import OutputSpec, PartsFolder, assemble_output
-from flair2.models import build_model, load_checkpoint_weights
+from flair2.models import build_model, load_checkpoint_weights, set_channels_last
 from flair2.models.checkpoints import (
     guess_configuration,
     map_reference_state_dict,
@@ -100,7 +100,8 @@ def load_detection_model(settings: DetectSettings) -> tuple[Config, nn.Module, i
         ConfigError: no config can be had (a reference checkpoint without ``model_config``).
         CheckpointError: the checkpoint is unreadable or does not fit the model.
     """
-    raw = read_checkpoint_file(settings.checkpoint)
+    # Memory-mapped: the tensors are copied into the model, then the dict is dropped.
+    raw = read_checkpoint_file(settings.checkpoint, mmap=True)
     hparams = raw.get("hyper_parameters") or {}
     if settings.model_config:
         cfg = load_config(settings.model_config)
@@ -119,6 +120,7 @@ def load_detection_model(settings: DetectSettings) -> tuple[Config, nn.Module, i
         log.info("window size not given by the model: %d px (set patch_size)", patch)
     model = build_model(cfg, int(patch))
     load_checkpoint_weights(model, raw, name=settings.checkpoint)
+    set_channels_last(model, settings.channels_last)
     return cfg, model, int(patch)
 
 

@@ -68,6 +68,8 @@ class DetectSettings:
             ``altitude``…, see :class:`~flair2.inference.zonal_metadata.AreaMetadata`),
             for models trained with ``aerial_metadata``.
         accelerator, devices, num_nodes, strategy, precision: Lightning's.
+        channels_last: run the aerial U-Net channels-last (faster; logits equal
+            to 1e-5, see :func:`flair2.models.set_channels_last`).
         num_workers: DataLoader processes reading windows.
         overwrite: replace an existing output and discard the parts of an
             interrupted run (default: resume them).
@@ -95,6 +97,7 @@ class DetectSettings:
     strategy: str | None = None
     num_workers: int = 0
     precision: Literal["32", "16-mixed", "bf16-mixed", "32-true"] = "32"
+    channels_last: bool = True
     overwrite: bool = False
     enable_progress_bar: bool = True
 

@@ -45,7 +45,8 @@ class WindowPredictor(pl.LightningModule):
     """Runs the model on a chunk of windows; returns weighted class probabilities.
 
     Args:
-        model: called as ``model(aerial, sen2, positions, pad_mask, metadata)``
+        model: called as ``model(aerial, sen2, positions, pad_mask, metadata,
+            with_aux=False)``
             (the :mod:`flair2.models` contract); returns logits (B, K, P, P) or
             an object with ``.logits``.
         weights: (P, P) blending weight.
@@ -68,6 +69,7 @@ class WindowPredictor(pl.LightningModule):
             batch.get("positions"),
             batch.get("pad_mask"),
             batch["metadata"] if self.use_metadata else None,
+            with_aux=False,
         )
         logits = getattr(out, "logits", out)
         weight = self.blend * batch["valid"]

@@ -12,7 +12,7 @@ from flair2.models.checkpoints import (
 from flair2.models.factory import build_model
 from flair2.models.info import describe_model, dummy_inputs, model_info
 from flair2.models.ltae import LTAE2d
-from flair2.models.unet import AerialUNet, SegmentationOutput, build_unet
+from flair2.models.unet import AerialUNet, SegmentationOutput, build_unet, set_channels_last
 from flair2.models.utae import UTAE
 from flair2.models.utt import UTT
 
@@ -30,4 +30,5 @@ __all__ = [
     "load_checkpoint_weights",
     "map_reference_state_dict",
     "model_info",
+    "set_channels_last",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,12 +61,20 @@ class LoadedCheckpoint(NamedTuple):
     unexpected: list[str]
 
 
-def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
+def read_checkpoint_file(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     """Read a torch or safetensors file into a dict, on the CPU.
 
     Torch files are read with ``weights_only=True`` first; files holding other
     Python objects (Lightning 1.x checkpoints of the reference do) are read again
     with ``weights_only=False``, which runs pickled code: load only trusted files.
+
+    Args:
+        path: the file.
+        mmap: memory-map a zip-format torch file (what ``torch.save`` writes): only
+            the tensors used are read, so loading weights costs no memory for a
+            training checkpoint's optimizer state, nor a second copy of the
+            weights. The tensors stay backed by the file: use it only when they
+            are dropped before anything rewrites the file.
 
     Raises:
         CheckpointError: missing, unreadable, or not a mapping.
@@ -79,11 +88,12 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
 
             data: Any = load_file(str(path), device="cpu")
         else:
+            mmap = mmap and zipfile.is_zipfile(path)
             try:
-                data = torch.load(path, map_location="cpu", weights_only=True)
+                data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
             except pickle.UnpicklingError:
                 logger.info("%s holds non-tensor objects: reading it with weights_only=False", path)
-                data = torch.load(path, map_location="cpu", weights_only=False)
+                data = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except CheckpointError:
         raise
     except Exception as exc:
@@ -267,7 +277,10 @@ def load_checkpoint_weights(
             message lists the first keys of each kind and, where it shows, the
             configuration the checkpoint seems to come from.
     """
-    raw = read_checkpoint_file(source) if isinstance(source, (str, Path)) else dict(source)
+    # The file's tensors are copied into the model and dropped: memory-mapping is safe.
+    raw = (
+        read_checkpoint_file(source, mmap=True) if isinstance(source, (str, Path)) else dict(source)
+    )
     wrapped = isinstance(raw.get("state_dict"), Mapping)
     epoch = raw.get("epoch") if wrapped and isinstance(raw.get("epoch"), int) else None
     state = map_reference_state_dict(raw)

@@ -62,7 +62,8 @@ class SegmentationOutput(NamedTuple):
     Attributes:
         logits: B×K×H×W class scores of the aerial branch (the prediction).
         aux_logits: B×K×H×W class scores of the satellite branch (U-T&T's
-            auxiliary head), or None for the aerial-only model.
+            auxiliary head), or None for the aerial-only model and when a
+            forward was told ``with_aux=False``.
     """
 
     logits: Tensor
@@ -342,6 +343,26 @@ def check_aerial(unet: SegmentationModel, aerial: Tensor) -> None:
         )
 
 
+def set_channels_last(model: nn.Module, enabled: bool) -> None:
+    """Run a flair2 model's aerial U-Net (``model.arch_vhr``) channels-last, or back.
+
+    Only the memory order of the U-Net's 4-D weights changes (state-dict keys and
+    values stay), and the model lays its aerial input out the same way. Logits
+    equal the default order's to 1e-5 relative. The U-TAE and the fusion stay in
+    the default order: they hold few of the FLOPs, and channels-last made their
+    CPU gradients drift further from float64 (bench/README.md).
+    """
+    model.arch_vhr.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+    model.channels_last = enabled
+
+
+def aerial_memory_format(model: nn.Module, aerial: Tensor) -> Tensor:
+    """``aerial`` in the memory order of the model's U-Net (see :func:`set_channels_last`)."""
+    if getattr(model, "channels_last", False):
+        return aerial.contiguous(memory_format=torch.channels_last)
+    return aerial
+
+
 class AerialUNet(nn.Module):
     """The aerial-only model: the smp network (``arch_vhr``), optionally with metadata.
 
@@ -355,6 +376,8 @@ class AerialUNet(nn.Module):
         super().__init__()
         self.arch_vhr = arch_vhr
         self.mtd_mlp = mtd_mlp
+        #: Whether the U-Net runs channels-last (:func:`set_channels_last`).
+        self.channels_last = False
 
     def forward(
         self,
@@ -363,6 +386,7 @@ class AerialUNet(nn.Module):
         positions: Tensor | None = None,
         pad_mask: Tensor | None = None,
         metadata: Tensor | None = None,
+        with_aux: bool = True,
     ) -> SegmentationOutput:
         """Segment aerial patches.
 
@@ -371,12 +395,13 @@ class AerialUNet(nn.Module):
             sen2, positions, pad_mask: ignored (same signature as U-T&T).
             metadata: B×45 encoding, required when the model has the metadata
                 MLP, ignored otherwise.
+            with_aux: ignored (this model has no auxiliary head).
 
         Returns:
             ``SegmentationOutput(logits=B×K×H×W, aux_logits=None)``.
         """
         check_aerial(self.arch_vhr, aerial)
-        features = self.arch_vhr.encoder(aerial)
+        features = self.arch_vhr.encoder(aerial_memory_format(self, aerial))
         if self.mtd_mlp is not None:
             features = list(features)
             features[-1] = add_metadata(features[-1], self.mtd_mlp, metadata)

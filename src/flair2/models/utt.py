@@ -48,7 +48,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flair2.models.fusion import FMCollapsed, FMCropped, MetadataMLP, add_metadata, center_crop
-from flair2.models.unet import SegmentationOutput, check_aerial, decode, encoder_stride
+from flair2.models.unet import (
+    SegmentationOutput,
+    aerial_memory_format,
+    check_aerial,
+    decode,
+    encoder_stride,
+)
 from flair2.models.utae import UTAE
 
 
@@ -104,6 +110,8 @@ class UTT(nn.Module):
             else None
         )
         self.aux_head = nn.Conv2d(sat_channels, num_classes, kernel_size=1)
+        #: Whether the U-Net runs channels-last (:func:`~flair2.models.unet.set_channels_last`).
+        self.channels_last = False
 
     def _check(self, aerial: Tensor, sen2: Tensor | None) -> None:
         check_aerial(self.arch_vhr, aerial)
@@ -138,6 +146,7 @@ class UTT(nn.Module):
         positions: Tensor | None,
         pad_mask: Tensor | None = None,
         metadata: Tensor | None = None,
+        with_aux: bool = True,
     ) -> SegmentationOutput:
         """Segment aerial patches with their Sentinel-2 series.
 
@@ -148,14 +157,17 @@ class UTT(nn.Module):
             pad_mask: B×T bool, True on padded dates; None: dates whose values
                 all equal the U-TAE's ``pad_value``.
             metadata: B×45 float, required when the model has the metadata MLP.
+            with_aux: compute the auxiliary head's scores (prediction does not
+                need them).
 
         Returns:
             ``SegmentationOutput(logits, aux_logits)``, both B×K×H×W: the
-            U-Net's class scores and the auxiliary head's.
+            U-Net's class scores and the auxiliary head's (None without
+            ``with_aux``).
         """
         self._check(aerial, sen2)
         sat = self.arch_hr.forward_features(sen2, positions, pad_mask)[-1]  # B×C×S×S
-        features = list(self.arch_vhr.encoder(aerial))
+        features = list(self.arch_vhr.encoder(aerial_memory_format(self, aerial)))
         if self.mtd_mlp is not None:
             features[-1] = add_metadata(features[-1], self.mtd_mlp, metadata)
         crop = center_crop(sat, self.crop_size)
@@ -171,5 +183,7 @@ class UTT(nn.Module):
                 term = term * keep
             features[i] = features[i] + term
         logits = decode(self.arch_vhr, features)
+        if not with_aux:
+            return SegmentationOutput(logits, None)
         aux_logits = F.interpolate(self.aux_head(crop), size=aerial.shape[-2:], mode="nearest")
         return SegmentationOutput(logits, aux_logits)
