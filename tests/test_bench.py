@@ -49,3 +49,34 @@ def test_bench_predict_quick() -> None:
     for key in ("patches_per_s_b1", "patches_per_s_b8", "patches_per_s_b1_tta", "peak_rss_mb"):
         assert figures[key] > 0, key
     assert figures["patches"] == 2
+
+
+def test_pipeline_children_run_on_a_dataset(tiny_root: Path) -> None:
+    # bench/versus_reference.py --pipeline runs these beside the reference's code (a
+    # checkout of IGNF/FLAIR-2, not available here): flair2's side must keep working.
+    script = str(ROOT / "bench" / "reference_pipeline.py")
+    for what, extra in (
+        ("dataset", ["--samples", "4"]),
+        ("predict", ["--workers", "0"]),
+        ("train", ["--batch", "2", "--steps", "1"]),
+    ):
+        proc = subprocess.run(
+            [sys.executable, script, "flair2", what, "--data", str(tiny_root), *extra],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        figures = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert figures["what"] == what and figures["peak_rss_mb"] > 0
+        rate = figures["patches_per_s" if what == "predict" else "samples_per_s"]
+        assert rate > 0
+        if what == "predict":
+            assert figures["patches"] == 3  # every test patch written
+    proc = subprocess.run(
+        [sys.executable, script, "reference", "dataset", "--data", str(tiny_root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--reference-src" in proc.stderr

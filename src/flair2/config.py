@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
 
 from flair2.classes import CLASSES, canonical_class_name
 from flair2.errors import ConfigError
+from flair2.schema import apply_overrides, build_dataclass, check
 
 
 def _default_class_weights() -> dict[str, list[float]]:
@@ -185,8 +183,8 @@ class Config:
     #: false, or "auto": in prediction and detection, not in training (where it was
     #: slower on a CPU and mixed on a GPU) ...
     channels_last: bool | Literal["auto"] = "auto"
-    #: ... and compile the model with ``torch.compile`` (the first batches wait for the
-    #: compiler; a new number of Sentinel-2 dates recompiles: see bench/README.md).
+    #: ... and compile the aerial U-Net with ``torch.compile`` (static shapes; the first
+    #: batch waits for the compiler; the U-TAE stays eager: see bench/README.md).
     compile_model: bool = False
     early_stopping_patience: int = 30
     #: Limit the number of batches per epoch (fraction or count; null = all).
@@ -249,164 +247,57 @@ class Config:
 
 
 # ---------------------------------------------------------------------------
-# Conversion of raw YAML values to the schema's types
-
-
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if origin in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        inner = " or ".join(_type_name(a) for a in args)
-        return f"{inner} or null" if len(args) < len(get_args(tp)) else inner
-    if origin is list:
-        return f"a list of {_type_name(get_args(tp)[0])}"
-    if origin is dict:
-        return "a mapping"
-    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(
-        tp, str(tp)
-    )
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against type ``tp`` and return it converted; raise ConfigError."""
-    origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key '{path}': expected a mapping, got {value!r}")
-        return _build(tp, value, path + ".")
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, path)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        allowed = get_args(tp)
-        # YAML reads 32 as an int; precision "32" is accepted either way.
-        candidate = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-        if candidate in allowed:
-            return candidate
-        raise ConfigError(
-            f"config key '{path}': {value!r} is not valid; choose one of "
-            + ", ".join(repr(a) for a in allowed)
-        )
-    if origin is list:
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
-        (item_tp,) = get_args(tp)
-        return [_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key '{path}': expected a mapping, got {value!r}")
-        key_tp, val_tp = get_args(tp)
-        return {
-            _convert(k, key_tp, f"{path}.{k}"): _convert(v, val_tp, f"{path}.{k}")
-            for k, v in value.items()
-        }
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (datetime.date, int, float)) and not isinstance(value, bool):
-            return str(value)
-    else:  # pragma: no cover - schema programming error
-        raise TypeError(f"unsupported schema type {tp!r} at {path}")
-    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
-
-
-def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in hints:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise ConfigError(f"config key '{prefix}{key}': unknown key{hint}")
-        kwargs[key] = _convert(value, hints[key], f"{prefix}{key}")
-    return cls(**kwargs)
-
-
-# ---------------------------------------------------------------------------
 # Range and consistency checks
-
-
-def _check(cond: bool, key: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"config key '{key}': {message}")
 
 
 def check_patch_size(size: int | None, key: str = "patch_size") -> None:
     """An aerial patch (or window) size: null, or a multiple of 32 (the encoder's stride)."""
     if size is not None:
-        _check(size >= 32 and size % 32 == 0, key, f"must be a multiple of 32, got {size}")
+        check(size >= 32 and size % 32 == 0, key, f"must be a multiple of 32, got {size}")
 
 
 def validate(cfg: Config) -> Config:
     """Check ranges and consistency of a typed config; return it or raise ConfigError."""
     s = cfg.sat_patch_size
-    _check(
+    check(
         s % 8 == 0 and 8 <= s <= 112,
         "sat_patch_size",
         f"must be a multiple of 8 in [8, 112], got {s}",
     )
-    _check(len(cfg.w_unet_utae) == 2, "w_unet_utae", "must be two weights [U-TAE, U-Net]")
-    _check(
+    check(len(cfg.w_unet_utae) == 2, "w_unet_utae", "must be two weights [U-TAE, U-Net]")
+    check(
         all(0 <= w < float("inf") for w in cfg.w_unet_utae),
         "w_unet_utae",
         "weights must be finite and >= 0",
     )
-    _check(0.0 <= cfg.drop_utae_modality <= 1.0, "drop_utae_modality", "must be in [0, 1]")
-    _check(cfg.geo_enc_size == 32, "geo_enc_size", "only 32 is supported (the reference encoding)")
-    _check(2 <= cfg.num_classes <= 19, "num_classes", f"must be in [2, 19], got {cfg.num_classes}")
-    _check(cfg.num_channels_aerial >= 1, "num_channels_aerial", "must be >= 1")
-    _check(cfg.num_channels_sat >= 1, "num_channels_sat", "must be >= 1")
+    check(0.0 <= cfg.drop_utae_modality <= 1.0, "drop_utae_modality", "must be in [0, 1]")
+    check(cfg.geo_enc_size == 32, "geo_enc_size", "only 32 is supported (the reference encoding)")
+    check(2 <= cfg.num_classes <= 19, "num_classes", f"must be in [2, 19], got {cfg.num_classes}")
+    check(cfg.num_channels_aerial >= 1, "num_channels_aerial", "must be >= 1")
+    check(cfg.num_channels_sat >= 1, "num_channels_sat", "must be >= 1")
     for key in ("num_epochs", "batch_size", "batch_size_inference", "gpus_per_node", "num_nodes"):
-        _check(getattr(cfg, key) >= 1, key, f"must be >= 1, got {getattr(cfg, key)}")
-    _check(cfg.num_workers >= 0, "num_workers", "must be >= 0")
-    _check(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
-    _check(cfg.progress_rate >= 1, "progress_rate", "must be >= 1")
-    _check(len(cfg.encoder_widths) >= 2, "encoder_widths", "needs at least two stages")
-    _check(
+        check(getattr(cfg, key) >= 1, key, f"must be >= 1, got {getattr(cfg, key)}")
+    check(cfg.num_workers >= 0, "num_workers", "must be >= 0")
+    check(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
+    check(cfg.progress_rate >= 1, "progress_rate", "must be >= 1")
+    check(len(cfg.encoder_widths) >= 2, "encoder_widths", "needs at least two stages")
+    check(
         len(cfg.decoder_widths) == len(cfg.encoder_widths),
         "decoder_widths",
         "must have as many entries as encoder_widths",
     )
-    _check(
+    check(
         cfg.encoder_widths[-1] == cfg.decoder_widths[-1],
         "decoder_widths",
         "the last width must equal the last of encoder_widths",
     )
-    _check(len(cfg.out_conv) >= 1, "out_conv", "needs at least one width")
-    _check(
+    check(len(cfg.out_conv) >= 1, "out_conv", "needs at least one width")
+    check(
         cfg.out_conv[-1] == cfg.num_classes,
         "out_conv",
         f"the last value ({cfg.out_conv[-1]}) must equal num_classes ({cfg.num_classes})",
     )
-    _check(cfg.d_model % cfg.n_head == 0, "d_model", f"must be divisible by n_head ({cfg.n_head})")
+    check(cfg.d_model % cfg.n_head == 0, "d_model", f"must be divisible by n_head ({cfg.n_head})")
     try:
         month, day = cfg.ref_month_day()
         datetime.date(cfg.ref_year, month, day)
@@ -420,53 +311,53 @@ def validate(cfg: Config) -> Config:
     for key, pair in cfg.weights_aerial_satellite.items():
         canon = canonical_class_name(key)
         path = f"weights_aerial_satellite.{key}"
-        _check(canon in names, path, "unknown class; expected one of " + ", ".join(names))
-        _check(canon not in seen, path, f"class given twice (also as '{seen.get(canon)}')")
-        _check(len(pair) == 2, path, "must be [aerial weight, satellite weight]")
-        _check(all(w >= 0 for w in pair), path, "weights must be >= 0")
+        check(canon in names, path, "unknown class; expected one of " + ", ".join(names))
+        check(canon not in seen, path, f"class given twice (also as '{seen.get(canon)}')")
+        check(len(pair) == 2, path, "must be [aerial weight, satellite weight]")
+        check(all(w >= 0 for w in pair), path, "weights must be >= 0")
         seen[canon] = key
     missing = [n for n in names if n not in seen]
-    _check(not missing, "weights_aerial_satellite", "missing classes: " + ", ".join(missing))
-    _check(0.0 <= cfg.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
+    check(not missing, "weights_aerial_satellite", "missing classes: " + ", ".join(missing))
+    check(0.0 <= cfg.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
     # These decoders batch-normalise image-level pooled maps: one sample is not a batch.
-    _check(
+    check(
         cfg.batch_size >= 2
         or cfg.decoder_name not in ("deeplabv3", "deeplabv3plus", "pan", "upernet"),
         "batch_size",
         f"decoder_name '{cfg.decoder_name}' needs training batches of at least 2",
     )
     check_patch_size(cfg.patch_size)
-    _check(cfg.aerial_resolution > 0, "aerial_resolution", "must be > 0")
-    _check(cfg.sat_resolution > 0, "sat_resolution", "must be > 0")
-    _check(0 <= cfg.cloud_proba_threshold <= 100, "cloud_proba_threshold", "must be in [0, 100]")
-    _check(0.0 < cfg.cloud_area_threshold <= 2.0, "cloud_area_threshold", "must be in (0, 2]")
+    check(cfg.aerial_resolution > 0, "aerial_resolution", "must be > 0")
+    check(cfg.sat_resolution > 0, "sat_resolution", "must be > 0")
+    check(0 <= cfg.cloud_proba_threshold <= 100, "cloud_proba_threshold", "must be in [0, 100]")
+    check(0.0 < cfg.cloud_area_threshold <= 2.0, "cloud_area_threshold", "must be in (0, 2]")
     if cfg.sen2_scaling == "standardize":
         for key in ("sat_mean", "sat_std"):
             vals = getattr(cfg, key)
-            _check(
+            check(
                 vals is not None and len(vals) == cfg.num_channels_sat,
                 key,
                 f"sen2_scaling 'standardize' needs {cfg.num_channels_sat} values "
                 "(run `flair2 stats` or give them)",
             )
-        _check(all(v > 0 for v in cfg.sat_std or []), "sat_std", "must be > 0")
-    _check(cfg.momentum >= 0, "momentum", "must be >= 0")
-    _check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
-    _check(cfg.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
-    _check(cfg.early_stopping_patience >= 1, "early_stopping_patience", "must be >= 1")
+        check(all(v > 0 for v in cfg.sat_std or []), "sat_std", "must be > 0")
+    check(cfg.momentum >= 0, "momentum", "must be >= 0")
+    check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
+    check(cfg.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
+    check(cfg.early_stopping_patience >= 1, "early_stopping_patience", "must be >= 1")
     if cfg.gradient_clip_val is not None:
-        _check(cfg.gradient_clip_val > 0, "gradient_clip_val", "must be > 0")
+        check(cfg.gradient_clip_val > 0, "gradient_clip_val", "must be > 0")
     check_loss_weights(cfg.loss_weights)
-    _check(0.0 <= cfg.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
-    _check(0.0 <= cfg.sat_date_dropout < 1.0, "sat_date_dropout", "must be in [0, 1)")
-    _check(0 <= cfg.sat_date_jitter <= 60, "sat_date_jitter", "must be in [0, 60] days")
-    _check(
+    check(0.0 <= cfg.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+    check(0.0 <= cfg.sat_date_dropout < 1.0, "sat_date_dropout", "must be in [0, 1)")
+    check(0 <= cfg.sat_date_jitter <= 60, "sat_date_jitter", "must be in [0, 60] days")
+    check(
         cfg.average_period == "month" or cfg.average_month,
         "average_period",
         "only applies to averaged series: set average_month: true, or leave it 'month'",
     )
     if cfg.ema_decay is not None:
-        _check(0.0 < cfg.ema_decay < 1.0, "ema_decay", "must be in (0, 1), or null (off)")
+        check(0.0 < cfg.ema_decay < 1.0, "ema_decay", "must be in (0, 1), or null (off)")
     return cfg
 
 
@@ -477,13 +368,13 @@ LOSS_NAMES = ("ce", "dice", "lovasz")
 def check_loss_weights(loss_weights: dict[str, float]) -> None:
     """Raise ConfigError for an unknown loss term, a negative or non-finite factor, or no term."""
     for name, factor in loss_weights.items():
-        _check(
+        check(
             name in LOSS_NAMES,
             f"loss_weights.{name}",
             "unknown loss; choose among " + ", ".join(LOSS_NAMES),
         )
-        _check(0.0 <= factor < float("inf"), f"loss_weights.{name}", "must be finite and >= 0")
-    _check(
+        check(0.0 <= factor < float("inf"), f"loss_weights.{name}", "must be finite and >= 0")
+    check(
         any(f > 0 for f in loss_weights.values()),
         "loss_weights",
         "at least one loss needs a weight > 0 (e.g. {ce: 1.0})",
@@ -494,38 +385,6 @@ def check_loss_weights(loss_weights: dict[str, float]) -> None:
 # Loading
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """Parse one ``KEY=VALUE`` override: dotted key path, YAML-parsed value."""
-    if "=" not in item:
-        raise ConfigError(f"override {item!r}: expected KEY=VALUE (e.g. --set batch_size=4)")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"override {item!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
-    return key.split("."), value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``KEY=VALUE`` overrides (dotted keys for nested sections) to raw YAML data."""
-    for item in overrides or []:
-        parts, value = parse_override(item)
-        node = raw
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = {}
-                node[part] = child
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: '{part}' is not a section")
-            node = child
-        node[parts[-1]] = value
-    return raw
-
-
 def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
     """Build and validate a Config from plain data (e.g. parsed YAML) plus overrides."""
     if raw is None:
@@ -533,7 +392,7 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) ->
     if not isinstance(raw, dict):
         raise ConfigError("config: the file must hold a YAML mapping of keys to values")
     raw = apply_overrides(dict(raw), overrides)
-    return validate(_build(Config, raw))
+    return validate(build_dataclass(Config, raw))
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

@@ -26,7 +26,7 @@ from flair2.ema import WeightAverage
 from flair2.errors import Flair2Error
 from flair2.losses import WeightedCrossEntropy as WeightedCrossEntropy  # re-exported
 from flair2.losses import build_criterion
-from flair2.models import SegmentationOutput, build_model, set_channels_last
+from flair2.models import SegmentationOutput, build_model, compile_unet, set_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,7 @@ class SegmentationTask(pl.LightningModule):
         # Training's setting; prediction sets its own (predict, ensembles, detect).
         set_channels_last(self.model, cfg.channels_last_for("fit"))
         if cfg.compile_model:
-            # In place (Module.compile), so state-dict keys stay those of checkpoints.
-            self.model.compile()
+            compile_unet(self.model)
         self.criterion = build_criterion(cfg)
         #: Shadow weights (``ema_decay``); not a module, so not in ``state_dict()``.
         self.weight_average = WeightAverage(cfg.ema_decay) if cfg.ema_decay is not None else None

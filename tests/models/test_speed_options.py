@@ -95,3 +95,18 @@ def test_without_aux_the_logits_are_unchanged() -> None:
         lean = task(batch, with_aux=False)
     assert full.aux_logits is not None and lean.aux_logits is None
     torch.testing.assert_close(lean.logits, full.logits, rtol=0, atol=0)
+
+
+def test_compiled_unet_gives_the_same_logits_for_any_number_of_dates() -> None:
+    plain, fast = _task(), _task(compile_model=True)
+    fast.load_state_dict(plain.state_dict())
+    # Only the U-Net is compiled: the U-TAE's input changes with the number of dates.
+    assert fast.model.arch_vhr.encoder._compiled_call_impl is not None
+    assert fast.model.arch_hr._compiled_call_impl is None
+    with torch.inference_mode():
+        for dates in (3, 2):
+            batch = make_inputs(batch=2, dates=dates, patch=64, sat=16, seed=dates)
+            batch["pad_mask"] = torch.zeros(2, dates, dtype=torch.bool)
+            expected = plain.eval()(batch).logits
+            got = fast.eval()(batch).logits
+            assert _relative(got, expected) < 1e-5, dates

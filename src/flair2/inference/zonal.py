@@ -44,7 +44,7 @@ from flair2.inference.zonal_reader import (
 )
 from flair2.inference.zonal_sentinel import AreaSentinel
 from flair2.inference.zonal_writer import OutputSpec, PartsFolder, assemble_output
-from flair2.models import build_model, load_checkpoint_weights, set_channels_last
+from flair2.models import build_model, compile_unet, load_checkpoint_weights, set_channels_last
 from flair2.models.checkpoints import (
     guess_configuration,
     map_reference_state_dict,
@@ -121,6 +121,8 @@ def load_detection_model(settings: DetectSettings) -> tuple[Config, nn.Module, i
     model = build_model(cfg, int(patch))
     load_checkpoint_weights(model, raw, name=settings.checkpoint)
     set_channels_last(model, settings.channels_last)
+    if settings.compile_model:
+        compile_unet(model)
     return cfg, model, int(patch)
 
 

@@ -25,9 +25,10 @@ from typing import Any, Literal
 
 import yaml
 
-from flair2.config import _build, _check, apply_overrides, check_patch_size
+from flair2.config import check_patch_size
 from flair2.errors import ConfigError
 from flair2.inference.zonal_metadata import AreaMetadata
+from flair2.schema import apply_overrides, build_dataclass, check
 
 #: Keys holding file or folder paths, resolved against the YAML file's folder.
 PATH_KEYS = (
@@ -70,6 +71,8 @@ class DetectSettings:
         accelerator, devices, num_nodes, strategy, precision: Lightning's.
         channels_last: run the aerial U-Net channels-last (faster; logits equal
             to 1e-5, see :func:`flair2.models.set_channels_last`).
+        compile_model: compile the aerial U-Net (:func:`flair2.models.compile_unet`):
+            the first batch waits for the compiler, the rest run faster.
         num_workers: DataLoader processes reading windows.
         overwrite: replace an existing output and discard the parts of an
             interrupted run (default: resume them).
@@ -98,6 +101,7 @@ class DetectSettings:
     num_workers: int = 0
     precision: Literal["32", "16-mixed", "bf16-mixed", "32-true"] = "32"
     channels_last: bool = True
+    compile_model: bool = False
     overwrite: bool = False
     enable_progress_bar: bool = True
 
@@ -105,22 +109,22 @@ class DetectSettings:
 def validate_detect_settings(settings: DetectSettings) -> DetectSettings:
     """Check required keys and ranges; return the settings or raise ConfigError."""
     for key in ("aerial", "checkpoint", "output"):
-        _check(bool(getattr(settings, key)), key, "is required (a file path)")
+        check(bool(getattr(settings, key)), key, "is required (a file path)")
     if settings.aerial_bands is not None:
-        _check(len(settings.aerial_bands) >= 1, "aerial_bands", "give at least one band")
-        _check(
+        check(len(settings.aerial_bands) >= 1, "aerial_bands", "give at least one band")
+        check(
             all(b >= 1 for b in settings.aerial_bands),
             "aerial_bands",
             f"bands are 1-based, got {settings.aerial_bands}",
         )
     check_patch_size(settings.patch_size)
-    _check(settings.overlap >= 0, "overlap", f"must be >= 0, got {settings.overlap}")
+    check(settings.overlap >= 0, "overlap", f"must be >= 0, got {settings.overlap}")
     for key in ("batch_size", "devices", "num_nodes"):
-        _check(getattr(settings, key) >= 1, key, f"must be >= 1, got {getattr(settings, key)}")
-    _check(settings.num_workers >= 0, "num_workers", "must be >= 0")
+        check(getattr(settings, key) >= 1, key, f"must be >= 1, got {getattr(settings, key)}")
+    check(settings.num_workers >= 0, "num_workers", "must be >= 0")
     if settings.sentinel2 is None:
         for key in ("sentinel2_masks", "sentinel2_products", "sentinel2_sidecar"):
-            _check(getattr(settings, key) is None, key, "needs 'sentinel2'")
+            check(getattr(settings, key) is None, key, "needs 'sentinel2'")
     return settings
 
 
@@ -143,7 +147,7 @@ def _area_metadata(raw: Any) -> AreaMetadata | None:
         raise ConfigError(f"config key 'metadata': expected a mapping, got {raw!r}")
     if "date" not in raw:
         raise ConfigError("config key 'metadata.date': is required (the flight date, YYYY-MM-DD)")
-    return _build(AreaMetadata, raw, "metadata.")
+    return build_dataclass(AreaMetadata, raw, "metadata.")
 
 
 def detect_settings_from_dict(
@@ -168,7 +172,7 @@ def detect_settings_from_dict(
         raw = _resolve_paths(raw, Path(base))
     raw = apply_overrides(dict(raw), overrides)
     metadata = raw.pop("metadata", None)
-    settings = _build(DetectSettings, raw)
+    settings = build_dataclass(DetectSettings, raw)
     settings.metadata = _area_metadata(metadata)
     return validate_detect_settings(settings)
 

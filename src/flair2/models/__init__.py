@@ -12,7 +12,13 @@ from flair2.models.checkpoints import (
 from flair2.models.factory import build_model
 from flair2.models.info import describe_model, dummy_inputs, model_info
 from flair2.models.ltae import LTAE2d
-from flair2.models.unet import AerialUNet, SegmentationOutput, build_unet, set_channels_last
+from flair2.models.unet import (
+    AerialUNet,
+    SegmentationOutput,
+    build_unet,
+    compile_unet,
+    set_channels_last,
+)
 from flair2.models.utae import UTAE
 from flair2.models.utt import UTT
 
@@ -25,6 +31,7 @@ __all__ = [
     "SegmentationOutput",
     "build_model",
     "build_unet",
+    "compile_unet",
     "describe_model",
     "dummy_inputs",
     "load_checkpoint_weights",

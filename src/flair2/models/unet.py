@@ -356,6 +356,20 @@ def set_channels_last(model: nn.Module, enabled: bool) -> None:
     model.channels_last = enabled
 
 
+def compile_unet(model: nn.Module) -> None:
+    """Compile a flair2 model's aerial U-Net (encoder, decoder, head) in place.
+
+    ``torch.compile`` with static shapes: the U-Net's inputs are fixed by the patch
+    size and the batch, so it compiles once (and once more for a last, smaller
+    batch). The U-TAE stays eager: its input changes with the number of Sentinel-2
+    dates of each batch, which would recompile the whole model again and again.
+    In place (``Module.compile``): state-dict keys stay those of checkpoints.
+    """
+    unet = model.arch_vhr
+    for part in (unet.encoder, unet.decoder, unet.segmentation_head):
+        part.compile(dynamic=False)
+
+
 def aerial_memory_format(model: nn.Module, aerial: Tensor) -> Tensor:
     """``aerial`` in the memory order of the model's U-Net (see :func:`set_channels_last`)."""
     if getattr(model, "channels_last", False):
