@@ -15,8 +15,19 @@ flair2 runs in fp32 (``ours``) and, with ``--variants``, with ``channels_last``
 and bf16 autocast. Prints one JSON line with the times and the ratios
 ``reference / ours`` (above 1: flair2 is faster).
 
+With ``--pipeline``, the whole pipelines instead, on a dataset of the official
+layout (``--data``, or a 512 px toy one without the border and all-cloudy crops
+that the reference's loader fails on): the training Dataset, prediction end to
+end (read, forward, write) and training steps of each code, each measurement
+in a process of its own (``reference_pipeline.py``) so that its peak memory is
+its own, alternately for ``--rounds`` rounds (``--only`` some of them; ``--compile``
+adds flair2's prediction with ``compile_model``). Prints the median rates, the peak
+memories and the ratios ``*_speedup`` (flair2 / reference rate) and
+``*_memory_ratio`` (flair2 / reference peak).
+
     python bench/versus_reference.py --reference-src ~/FLAIR-2
     python bench/versus_reference.py --reference-src ~/FLAIR-2 --device cuda --variants
+    python bench/versus_reference.py --reference-src ~/FLAIR-2 --pipeline
 """
 
 from __future__ import annotations
@@ -25,7 +36,9 @@ import argparse
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +83,71 @@ def median_time(call: Callable[[], Any], device: torch.device, repeats: int) -> 
     return statistics.median(times)
 
 
+def child(args: list[str]) -> dict[str, Any]:
+    """The JSON line of one ``reference_pipeline.py`` run."""
+    script = Path(__file__).with_name("reference_pipeline.py")
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"reference_pipeline.py {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """Median rate and peak memory of each side's pipelines, and their ratios."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.data
+        if root is None:
+            from flair2.data.toy import generate_toy_dataset
+
+            root = Path(tmp) / "toy"
+            generate_toy_dataset(
+                root,
+                patch_size=512,
+                num_domains=1,
+                zones_per_domain=2,
+                patches_per_zone=6,
+                num_test_domains=1,
+                test_patches_per_zone=12,
+                edge_cases=False,
+            )
+        settings = {
+            "dataset": ["--samples", "200"],
+            "predict": ["--batch", "1", "--workers", str(args.workers)],
+            "train": ["--batch", str(args.batch), "--steps", "3"],
+        }
+        whats = args.only or list(settings)
+        # (what, label, side, extra arguments)
+        plan = [
+            (what, side, side, settings[what]) for what in whats for side in ("reference", "flair2")
+        ]
+        if args.compile and "predict" in whats:
+            compiled = [*settings["predict"], "--compile"]
+            plan.append(("predict", "flair2_compiled", "flair2", compiled))
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        common = ["--data", str(root), "--reference-src", str(args.reference_src)]
+        for _ in range(args.rounds):
+            for what, label, side, extra in plan:
+                runs.setdefault((what, label), []).append(child([side, what, *common, *extra]))
+    figures: dict[str, Any] = {"rounds": args.rounds, "workers": args.workers, "batch": args.batch}
+    for what, label, _, _ in plan:
+        key = "samples_per_s" if what != "predict" else "patches_per_s"
+        done = runs[(what, label)]
+        figures[f"{what}_{key}_{label}"] = statistics.median(r[key] for r in done)
+        figures[f"{what}_peak_rss_mb_{label}"] = statistics.median(r["peak_rss_mb"] for r in done)
+        figures[f"{what}_{key}_{label}_runs"] = [r[key] for r in done]
+        if label != "reference":
+            suffix = label.removeprefix("flair2")
+            figures[f"{what}_speedup{suffix}"] = (
+                figures[f"{what}_{key}_{label}"] / figures[f"{what}_{key}_reference"]
+            )
+            figures[f"{what}_memory_ratio{suffix}"] = (
+                figures[f"{what}_peak_rss_mb_{label}"] / figures[f"{what}_peak_rss_mb_reference"]
+            )
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reference-src", type=Path, required=True)
@@ -78,7 +156,20 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", action="store_true", help="also channels_last and bf16")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--pipeline", action="store_true", help="the whole pipelines instead")
+    parser.add_argument("--data", type=Path, default=None, help="dataset root (--pipeline)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations (--pipeline)")
+    parser.add_argument("--workers", type=int, default=2, help="prediction DataLoader workers")
+    parser.add_argument(
+        "--only", nargs="+", choices=("dataset", "predict", "train"), help="(--pipeline)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also flair2's prediction with compile_model"
+    )
     args = parser.parse_args()
+    if args.pipeline:
+        print(json.dumps(pipeline(args)))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
