@@ -117,7 +117,7 @@ def toy_config_dict(out: str | Path) -> dict[str, str]:
     }
 
 
-def _dates(rng: np.random.Generator, year: int, count: int) -> list[datetime.date]:
+def spread_dates(rng: np.random.Generator, year: int, count: int) -> list[datetime.date]:
     """``count`` distinct dates spread over ``year``, sorted (one per equal slice of the year)."""
     ndays = 366 if calendar.isleap(year) else 365
     edges = np.linspace(0, ndays, count + 1)
@@ -128,9 +128,10 @@ def _dates(rng: np.random.Generator, year: int, count: int) -> list[datetime.dat
     return [start + datetime.timedelta(days=int(d)) for d in doys]
 
 
-def _product_names(
+def product_names(
     rng: np.random.Generator, dates: list[datetime.date], tile: str, orbit: int
 ) -> list[str]:
+    """Sentinel-2 L2A product names for ``dates`` on ``tile`` (random platform and times)."""
     names = []
     for d in dates:
         sensing = f"{d:%Y%m%d}T{int(rng.integers(103000, 110000)):06d}"
@@ -413,7 +414,7 @@ def _generate_zone(
     zm = make_zone_map(rng, height * SAT_RES, width * SAT_RES, region_size)
     spread = num_dates // 5
     t = max(1, num_dates + int(rng.integers(-spread, spread + 1)))
-    dates = _dates(rng, plan.year, t)
+    dates = spread_dates(rng, plan.year, t)
     cells = [(top + (p // ncols) * spacing, left + (p % ncols) * spacing) for p in range(n)]
     windows = []
     if plan.all_cloudy:
@@ -429,7 +430,7 @@ def _generate_zone(
     stem = f"SEN2_sp_{plan.domain}-{plan.zone}"
     np.save(sen_dir / f"{stem}_data.npy", data)
     np.save(sen_dir / f"{stem}_masks.npy", masks)
-    products = _product_names(rng, dates, plan.tile, plan.orbit)
+    products = product_names(rng, dates, plan.tile, plan.orbit)
     (sen_dir / f"{stem}_products.txt").write_text("\n".join(products) + "\n", encoding="utf-8")
     summary.zones[f"{plan.domain}/{plan.zone}"] = t
     log.info(

@@ -45,7 +45,7 @@ from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from flair2.data.toy import _dates, _product_names
+from flair2.data.toy import product_names, spread_dates
 from flair2.data.toy_scene import (
     AERIAL_RES,
     SAT_RES,
@@ -297,13 +297,13 @@ def generate_toy_area(
     origin = (uc - width * AERIAL_RES / 2, vc - height * AERIAL_RES / 2)
     zm = make_zone_map(rng, s_height * SAT_RES, s_width * SAT_RES, region_size)
 
-    acquisition = _dates(rng, year, dates)
+    acquisition = spread_dates(rng, year, dates)
     s_rng = np.random.default_rng([seed, 1])
     if clouds:
         data, masks = sentinel_series(s_rng, zm, (s_height, s_width), acquisition, [])
     else:
         data, masks = _clear_series(s_rng, zm, (s_height, s_width), acquisition)
-    products = _product_names(rng, acquisition, "T31UDP", 51)
+    products = product_names(rng, acquisition, "T31UDP", 51)
     flight = datetime.date(year, 4, 1) + datetime.timedelta(days=int(rng.integers(0, 180)))
     minute = int(rng.integers(9 * 60, 14 * 60))
     metadata = {

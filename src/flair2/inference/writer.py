@@ -100,7 +100,7 @@ def is_done(
     return not with_probabilities or probability_path(out_dir, patch_id).is_file()
 
 
-def _colormap(values: Values, num_entries: int) -> dict[int, tuple[int, int, int, int]]:
+def colormap(values: Values, num_entries: int) -> dict[int, tuple[int, int, int, int]]:
     """The palette as a GDAL colour table keyed by the pixel value written."""
     offset = 1 if values == VALUES_LABELS else 0
     return {
@@ -214,7 +214,7 @@ def write_prediction(
     ):
         # The colour table goes in before the pixels: GDAL cannot change the
         # photometric interpretation of a TIFF once data is written.
-        dst.write_colormap(1, _colormap(values, len(PALETTE)))
+        dst.write_colormap(1, colormap(values, len(PALETTE)))
         dst.write(out, 1)
         dst.update_tags(**{VALUES_TAG: values})
 

@@ -50,7 +50,7 @@ from flair2.inference.writer import (
     PROBABILITY_SCALE,
     VALUES_LABELS,
     VALUES_TAG,
-    _colormap,
+    colormap,
 )
 from flair2.inference.zonal_grid import TILE, Segment, WindowGrid, finalize_sums
 from flair2.io import TEMP_SUFFIX, atomic_path, write_json_atomic
@@ -360,7 +360,7 @@ def _vrt_xml(
         ET.SubElement(band, "NoDataValue").text = str(NODATA)
         ET.SubElement(band, "ColorInterp").text = "Palette"
         table = ET.SubElement(band, "ColorTable")
-        colors = _colormap(spec.values, spec.num_classes)  # type: ignore[arg-type]
+        colors = colormap(spec.values, spec.num_classes)  # type: ignore[arg-type]
         for value in range(256):
             r, g, b, a = colors.get(value, (0, 0, 0, 0))
             ET.SubElement(table, "Entry", c1=str(r), c2=str(g), c3=str(b), c4=str(a))
