@@ -26,6 +26,7 @@ What is measured, on a dataset of the official layout (``ROOT/toy.yml``'s paths)
 - ``train``: samples/s of ``--steps`` training steps (DataLoader, forward, both
   cross-entropies, backward, SGD update) at ``--batch``, after one warm-up step.
 
+``--set KEY=VALUE`` sets flair2 configuration keys (e.g. ``checkpoint_decoder_blocks=3``).
 Both models have random weights (what a step costs does not depend on them).
 The reference needs ``pip install pandas scikit-image albumentations``.
 """
@@ -50,6 +51,7 @@ from common import reference_config
 
 from flair2.data.batch import normalize_batch
 from flair2.data.datamodule import FlairDataModule
+from flair2.schema import parse_override
 
 WHATS = ("dataset", "predict", "train")
 
@@ -179,8 +181,12 @@ def reference_train(src: Path, root: Path, batch: int, steps: int) -> dict[str, 
 
 
 # ------------------------------------------------------------------- flair2
+#: Config keys given with ``--set`` (flair2's side).
+FLAIR2_OVERRIDES: dict[str, Any] = {}
+
+
 def flair2_config(root: Path, tmp: str, **overrides: Any) -> Any:
-    return reference_config(root, "cpu", out_folder=tmp, **overrides)
+    return reference_config(root, "cpu", out_folder=tmp, **{**overrides, **FLAIR2_OVERRIDES})
 
 
 def flair2_dataset(root: Path, samples: int) -> dict[str, Any]:
@@ -296,6 +302,9 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="flair2 predict: compile_model")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="flair2: config keys"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -304,6 +313,11 @@ def main() -> int:
     src = args.reference_src
     if args.what == "dataset":
         torch.set_num_threads(1)  # as a DataLoader worker
+    for item in args.set:
+        (key, *nested), value = parse_override(item)
+        if nested:
+            parser.error(f"--set {item}: top-level keys only")
+        FLAIR2_OVERRIDES[key] = value
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         if args.side == "reference":

@@ -186,6 +186,10 @@ class Config:
     #: ... and compile the aerial U-Net with ``torch.compile`` (static shapes; the first
     #: batch waits for the compiler; the U-TAE stays eager: see bench/README.md).
     compile_model: bool = False
+    #: Training memory: the last blocks of the U-Net decoder (decoder_name unet, 0–5) are
+    #: recomputed in backward instead of stored (same numbers; see
+    #: flair2/models/memory.py).
+    checkpoint_decoder_blocks: int = 0
     early_stopping_patience: int = 30
     #: Limit the number of batches per epoch (fraction or count; null = all).
     limit_train_batches: float | None = None
@@ -341,6 +345,16 @@ def validate(cfg: Config) -> Config:
                 "(run `flair2 stats` or give them)",
             )
         check(all(v > 0 for v in cfg.sat_std or []), "sat_std", "must be > 0")
+    check(
+        0 <= cfg.checkpoint_decoder_blocks <= 5,
+        "checkpoint_decoder_blocks",
+        f"must be in [0, 5] (the Unet decoder's blocks), got {cfg.checkpoint_decoder_blocks}",
+    )
+    check(
+        cfg.checkpoint_decoder_blocks == 0 or cfg.decoder_name == "unet",
+        "checkpoint_decoder_blocks",
+        f"needs decoder_name: unet, got '{cfg.decoder_name}'",
+    )
     check(cfg.momentum >= 0, "momentum", "must be >= 0")
     check(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
     check(cfg.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")

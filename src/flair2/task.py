@@ -27,6 +27,7 @@ from flair2.errors import Flair2Error
 from flair2.losses import WeightedCrossEntropy as WeightedCrossEntropy  # re-exported
 from flair2.losses import build_criterion
 from flair2.models import SegmentationOutput, build_model, compile_unet, set_channels_last
+from flair2.models.memory import checkpoint_decoder_blocks
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class SegmentationTask(pl.LightningModule):
         self.model = build_model(cfg, patch_size)
         # Training's setting; prediction sets its own (predict, ensembles, detect).
         set_channels_last(self.model, cfg.channels_last_for("fit"))
+        checkpoint_decoder_blocks(self.model.arch_vhr, cfg.checkpoint_decoder_blocks)
         if cfg.compile_model:
             compile_unet(self.model)
         self.criterion = build_criterion(cfg)
