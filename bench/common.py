@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,14 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so that wall-clock times are honest."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def dataset_rate(dataset: Any, samples: int) -> float:
+    """Samples/s of ``dataset[i]`` over ``samples`` indices (cycling), after 4 warm-ups."""
+    n = len(dataset)
+    for i in range(min(n, 4)):  # the file cache and per-zone caches
+        dataset[i]
+    start = time.perf_counter()
+    for i in range(samples):
+        dataset[i % n]
+    return samples / (time.perf_counter() - start)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import dataset_root, peak_rss_mb
+from common import dataset_rate, dataset_root, peak_rss_mb
 
 from flair2.config import config_from_dict
 from flair2.data.datamodule import FlairDataModule
@@ -46,12 +46,7 @@ def measure(data_root: Path, samples: int, workers: int, batch_size: int) -> dic
     dataset = dm.train_dataset
     assert dataset is not None
     n = len(dataset)
-    for i in range(min(n, 4)):  # warm the file cache and the per-zone caches
-        dataset[i]
-    start = time.perf_counter()
-    for i in range(samples):
-        dataset[i % n]
-    ds_rate = samples / (time.perf_counter() - start)
+    ds_rate = dataset_rate(dataset, samples)
 
     rates = {}
     for w in (0, workers):

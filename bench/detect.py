@@ -33,23 +33,14 @@ import torch
 from common import REFERENCE_CONFIG, peak_rss_mb
 
 from flair2.config import config_from_dict, load_config
+from flair2.data.toy import TINY_MODEL
 from flair2.data.toy_area import generate_toy_area
 from flair2.inference.zonal import detect
 from flair2.inference.zonal_config import detect_settings_from_dict
 from flair2.models import build_model
 
 #: A model small enough for the quick mode (64 px windows, a tiny U-TAE).
-TINY = {
-    "patch_size": 64,
-    "sat_patch_size": 8,
-    "encoder_widths": [16, 16],
-    "decoder_widths": [16, 16],
-    "out_conv": [16, 13],
-    "n_head": 4,
-    "d_model": 32,
-    "d_k": 4,
-    "encoder_name": "resnet18",
-}
+TINY = {"patch_size": 64, **TINY_MODEL}
 
 
 def run_child(job: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import reference_config
+from common import dataset_rate, reference_config
 
 from flair2.data.batch import normalize_batch
 from flair2.data.datamodule import FlairDataModule
@@ -265,17 +265,6 @@ def flair2_train(root: Path, batch: int, steps: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------- shared
-def dataset_rate(dataset: Any, samples: int) -> float:
-    """Samples/s of ``dataset[i]`` over ``samples`` indices (cycling), after 4 warm-ups."""
-    n = len(dataset)
-    for i in range(min(n, 4)):  # the file cache and per-zone caches
-        dataset[i]
-    start = time.perf_counter()
-    for i in range(samples):
-        dataset[i % n]
-    return samples / (time.perf_counter() - start)
-
-
 def batches(loader: Any) -> Iterator[Any]:
     while True:
         yield from loader

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import yaml
-from common import peak_rss_mb, synchronize
+from common import dataset_root, peak_rss_mb, synchronize
 
 from flair2.config import config_from_dict
 from flair2.models import build_model, dummy_inputs
@@ -97,21 +97,17 @@ def child(args: list[str]) -> dict[str, Any]:
 def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     """Median rate and peak memory of each side's pipelines, and their ratios."""
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.data
-        if root is None:
-            from flair2.data.toy import generate_toy_dataset
-
-            root = Path(tmp) / "toy"
-            generate_toy_dataset(
-                root,
-                patch_size=512,
-                num_domains=1,
-                zones_per_domain=2,
-                patches_per_zone=6,
-                num_test_domains=1,
-                test_patches_per_zone=12,
-                edge_cases=False,
-            )
+        root = dataset_root(
+            args.data,
+            tmp,
+            512,
+            num_domains=1,
+            zones_per_domain=2,
+            patches_per_zone=6,
+            num_test_domains=1,
+            test_patches_per_zone=12,
+            edge_cases=False,
+        )
         settings = {
             "dataset": ["--samples", "200"],
             "predict": ["--batch", "1", "--workers", str(args.workers)],

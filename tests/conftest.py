@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flair2.config import Config, config_from_dict
-from flair2.data.toy import generate_toy_dataset, toy_config_dict
+from flair2.data.toy import TINY_MODEL, generate_toy_dataset, toy_config_dict
 
 # Two cores are shared by everything the suite runs: keep torch from oversubscribing.
 torch.set_num_threads(2)
@@ -40,14 +40,7 @@ def tiny_settings(root: Path, out: Path, **overrides: Any) -> dict[str, Any]:
         "data": toy_config_dict(root),
         "out_folder": str(out),
         "out_model_name": "run",
-        "sat_patch_size": 8,
-        "encoder_widths": [16, 16],
-        "decoder_widths": [16, 16],
-        "out_conv": [16, 13],
-        "n_head": 4,
-        "d_model": 32,
-        "d_k": 4,
-        "encoder_name": "resnet18",
+        **TINY_MODEL,
         "num_epochs": 1,
         "batch_size": 2,
         "batch_size_inference": 2,

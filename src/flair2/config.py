@@ -21,7 +21,7 @@ import yaml
 
 from flair2.classes import CLASSES, canonical_class_name
 from flair2.errors import ConfigError
-from flair2.schema import apply_overrides, build_dataclass, check
+from flair2.schema import apply_overrides, build_dataclass, check, load_yaml_file
 
 
 def _default_class_weights() -> dict[str, list[float]]:
@@ -424,17 +424,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         ConfigError: the file is missing or not YAML, or a key is unknown,
             mistyped or out of range (the message names it).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path}: not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
-    try:
-        return config_from_dict(raw, overrides)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_yaml_file(path, "config", lambda raw: config_from_dict(raw, overrides))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -15,11 +15,15 @@ import datetime
 import difflib
 import types
 import typing
-from typing import Any, Literal, Union, get_args, get_origin
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
 from flair2.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def type_name(tp: Any) -> str:
@@ -155,3 +159,28 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
             node = child
         node[parts[-1]] = value
     return raw
+
+
+def load_yaml_file(path: str | Path, kind: str, build: Callable[[Any], T]) -> T:
+    """Read a YAML file and ``build`` its data; every error names the file.
+
+    Args:
+        path: the file.
+        kind: what it is, for messages ("config", "detect config").
+        build: turns the parsed data into the validated object (raises ConfigError).
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or ``build`` rejects it
+            (its message prefixed with the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{kind} file {path}: not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{kind} file {path}: not valid YAML ({exc})") from None
+    try:
+        return build(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

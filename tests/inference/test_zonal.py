@@ -24,6 +24,7 @@ from torch import nn
 
 from flair2.cli import main
 from flair2.config import Config, config_from_dict
+from flair2.data.toy import TINY_MODEL
 from flair2.data.toy_area import generate_toy_area
 from flair2.errors import ConfigError, DataError
 from flair2.inference.zonal import detect
@@ -44,18 +45,7 @@ from flair2.task import SegmentationTask
 TRANSFORM = Affine(0.2, 0.0, 651_234.6, 0.0, -0.2, 6_862_345.8)
 PATCH = 64
 UNET = {"arch": "unet", "aerial_metadata": False, "patch_size": PATCH, "encoder_name": "resnet18"}
-TINY_UTT = {
-    "arch": "utt",
-    "patch_size": PATCH,
-    "sat_patch_size": 8,
-    "encoder_widths": [16, 16],
-    "decoder_widths": [16, 16],
-    "out_conv": [16, 13],
-    "n_head": 4,
-    "d_model": 32,
-    "d_k": 4,
-    "encoder_name": "resnet18",
-}
+TINY_UTT = {"arch": "utt", "patch_size": PATCH, **TINY_MODEL}
 
 
 # ---------------------------------------------------------------------------

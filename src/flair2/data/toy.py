@@ -102,6 +102,20 @@ class ToySummary:
         )
 
 
+#: Config keys of a tiny U-T&T for quick CPU runs on toy data (tests, the benchmarks'
+#: quick modes): 8 px Sentinel-2 crops, a 2-stage U-TAE of 16 channels, ResNet-18.
+TINY_MODEL: dict[str, Any] = {
+    "sat_patch_size": 8,
+    "encoder_widths": [16, 16],
+    "decoder_widths": [16, 16],
+    "out_conv": [16, 13],
+    "n_head": 4,
+    "d_model": 32,
+    "d_k": 4,
+    "encoder_name": "resnet18",
+}
+
+
 def toy_config_dict(out: str | Path) -> dict[str, str]:
     """The ``data:`` section of a config pointing at a toy dataset in ``out`` (absolute paths)."""
     root = Path(out).resolve()

@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from flair2.config import check_patch_size
 from flair2.errors import ConfigError
 from flair2.inference.zonal_metadata import AreaMetadata
-from flair2.schema import apply_overrides, build_dataclass, check
+from flair2.schema import apply_overrides, build_dataclass, check, load_yaml_file
 
 #: Keys holding file or folder paths, resolved against the YAML file's folder.
 PATH_KEYS = (
@@ -185,13 +183,8 @@ def load_detect_settings(path: str | Path, overrides: list[str] | None = None) -
             mistyped or out of range (the message names the file and the key).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"detect config file {path}: not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"detect config file {path}: not valid YAML ({exc})") from None
-    try:
-        return detect_settings_from_dict(raw, overrides, base=path.parent)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_yaml_file(
+        path,
+        "detect config",
+        lambda raw: detect_settings_from_dict(raw, overrides, base=path.parent),
+    )
