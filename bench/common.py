@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from flair2.config import Config, config_from_dict, load_config
-from flair2.data.toy import generate_toy_dataset, toy_config_dict
+from flair2.synthetic import generate_toy_dataset, toy_config_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_CONFIG = ROOT / "configs" / "flair-2-config.yml"

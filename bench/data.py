@@ -24,7 +24,7 @@ from common import dataset_rate, dataset_root, peak_rss_mb
 
 from flair2.config import config_from_dict
 from flair2.data.datamodule import FlairDataModule
-from flair2.data.toy import toy_config_dict
+from flair2.synthetic import toy_config_dict
 
 
 def measure(data_root: Path, samples: int, workers: int, batch_size: int) -> dict[str, float]:

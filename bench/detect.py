@@ -1,7 +1,7 @@
 """Whole-area detection throughput and memory: windows/s and peak RSS of ``flair2 detect``.
 
 Generates a square toy area (aerial raster + Sentinel-2 series, in a temp folder),
-then runs :func:`flair2.inference.zonal.detect` with the reference configuration's
+then runs :func:`flair2.detection.runner.detect` with the reference configuration's
 model (random weights, 512 px windows, overlap 128) twice, each in a fresh process
 so that its peak memory is its own: U-T&T with the Sentinel-2 series, and the
 aerial-only U-Net (``arch: unet``) without it. Prints one JSON line: ``size``,
@@ -33,11 +33,11 @@ import torch
 from common import REFERENCE_CONFIG, peak_rss_mb
 
 from flair2.config import config_from_dict, load_config
-from flair2.data.toy import TINY_MODEL
-from flair2.data.toy_area import generate_toy_area
-from flair2.inference.zonal import detect
-from flair2.inference.zonal_config import detect_settings_from_dict
-from flair2.models import build_model
+from flair2.detection.runner import detect
+from flair2.detection.settings import detect_settings_from_dict
+from flair2.synthetic import TINY_MODEL
+from flair2.synthetic.area import generate_toy_area
+from flair2.training.model import build_model
 
 #: A model small enough for the quick mode (64 px windows, a tiny U-TAE).
 TINY = {"patch_size": 64, **TINY_MODEL}

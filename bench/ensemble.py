@@ -1,8 +1,8 @@
 """Inference cost of test-time augmentation and of a 2-model ensemble: seconds per patch.
 
-Runs ``flair2.inference.predict.predict`` (the code behind ``flair2 predict``) on the
+Runs ``flair2.prediction.patches.predict`` (the code behind ``flair2 predict``) on the
 test split of a toy dataset with randomly initialised models of the toy configuration
-(``configs/toy.yml``: U-T&T, ResNet34 U-Net, a small U-TAE), in four set-ups: one
+(the shipped ``toy.yml``: U-T&T, ResNet34 U-Net, a small U-TAE), in four set-ups: one
 model, one model with TTA (8 flips/rotations), an ensemble of two models (two
 checkpoints, averaged probabilities), and the ensemble with TTA. Each set-up first
 predicts one patch untimed (caches, lazy initialisation); then ``--repeats`` rounds
@@ -35,10 +35,9 @@ import torch
 from flair2.config import Config
 from flair2.data.discovery import discover
 from flair2.data.records import PatchRecord
-from flair2.data.toy import generate_toy_dataset
-from flair2.inference.predict import predict
-from flair2.pipeline import toy_config
-from flair2.task import SegmentationTask
+from flair2.prediction.patches import predict
+from flair2.synthetic import generate_toy_dataset, toy_config
+from flair2.training.task import SegmentationTask
 
 
 def save_random_checkpoint(cfg: Config, patch_size: int, seed: int, path: Path) -> Path:

@@ -1,6 +1,6 @@
 """End-to-end prediction throughput: patches/s reading inputs, running U-T&T, writing GeoTIFFs.
 
-Runs ``flair2.inference.predict.predict`` (the code behind ``flair2 predict``) with a
+Runs ``flair2.prediction.patches.predict`` (the code behind ``flair2 predict``) with a
 randomly initialised reference U-T&T on the test split of the dataset, at batch 1
 and 8, with and without test-time augmentation (TTA, 8 flips/rotations), with the
 default settings (``channels_last: auto``: the U-Net runs channels-last in
@@ -38,8 +38,8 @@ import torch
 from common import dataset_root, peak_rss_mb, reference_config
 
 from flair2.data.discovery import discover
-from flair2.inference.predict import predict
-from flair2.task import SegmentationTask
+from flair2.prediction.patches import predict
+from flair2.training.task import SegmentationTask
 
 
 def classes_of(folder: Path) -> np.ndarray:

@@ -42,9 +42,9 @@ import torch
 import yaml
 
 from flair2.config import Config, config_from_dict
-from flair2.data.toy import generate_toy_dataset, toy_config_dict
 from flair2.evaluation.evaluate import evaluate_predictions
-from flair2.inference.predict import predict
+from flair2.prediction.patches import predict
+from flair2.synthetic import generate_toy_dataset, toy_config_dict
 from flair2.training import train
 
 ROOT = Path(__file__).resolve().parents[1]

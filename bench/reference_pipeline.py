@@ -20,7 +20,7 @@ What is measured, on a dataset of the official layout (``ROOT/toy.yml``'s paths)
   DataLoader workers, after a one-patch warm-up: the reference's own prediction
   (its DataModule, ``SegmentationTask.predict_step``, ``PredictionWriter`` and a
   Lightning Trainer, as its ``main.py`` runs them; Lightning 2 stands in for
-  1.x), and ``flair2.inference.predict.predict`` (the code behind ``flair2
+  1.x), and ``flair2.prediction.patches.predict`` (the code behind ``flair2
   predict``) with the configuration's defaults (``--compile``: with
   ``compile_model``; the warm-up patch pays for the compilation);
 - ``train``: samples/s of ``--steps`` training steps (DataLoader, forward, both
@@ -89,7 +89,7 @@ def reference_setup(src: Path, root: Path) -> tuple[dict[str, Any], dict[str, An
     """(modules, config, (train, val, test) dicts) of the reference on ``root``."""
     import yaml
 
-    from flair2.data.toy import toy_config_dict
+    from flair2.synthetic import toy_config_dict
 
     mods = reference_modules(src)
     cfg = yaml.safe_load((src / "flair-2-config.yml").read_text())
@@ -201,7 +201,7 @@ def flair2_dataset(root: Path, samples: int) -> dict[str, Any]:
 
 def write_random_checkpoint(root: Path, path: Path) -> None:
     """A randomly initialised model's state dict (the reference configuration)."""
-    from flair2.task import SegmentationTask
+    from flair2.training.task import SegmentationTask
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = flair2_config(root, tmp)
@@ -217,7 +217,7 @@ def flair2_predict(
     import multiprocessing
 
     from flair2.data.discovery import discover
-    from flair2.inference.predict import predict
+    from flair2.prediction.patches import predict
 
     cfg = flair2_config(
         root,
@@ -243,7 +243,7 @@ def flair2_predict(
 
 
 def flair2_train(root: Path, batch: int, steps: int) -> dict[str, Any]:
-    from flair2.task import SegmentationTask
+    from flair2.training.task import SegmentationTask
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = flair2_config(root, tmp, batch_size=batch, use_augmentation=True)

@@ -30,7 +30,7 @@ from common import dataset_root, peak_rss_mb, reference_config, synchronize
 
 from flair2.data.batch import normalize_batch
 from flair2.data.datamodule import FlairDataModule
-from flair2.task import SegmentationTask
+from flair2.training.task import SegmentationTask
 
 
 def first_batch(cfg: Any, device: torch.device) -> tuple[dict[str, Any], int]:

@@ -50,7 +50,8 @@ import yaml
 from common import dataset_root, peak_rss_mb, synchronize
 
 from flair2.config import config_from_dict
-from flair2.models import build_model, dummy_inputs
+from flair2.models import dummy_inputs
+from flair2.training.model import build_model
 
 
 def reference_model(src: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:

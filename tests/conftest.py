@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flair2.config import Config, config_from_dict
-from flair2.data.toy import TINY_MODEL, generate_toy_dataset, toy_config_dict
+from flair2.synthetic import TINY_MODEL, generate_toy_dataset, toy_config_dict
 
 # Two cores are shared by everything the suite runs: keep torch from oversubscribing.
 torch.set_num_threads(2)

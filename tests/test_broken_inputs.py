@@ -27,7 +27,7 @@ import yaml
 from conftest import tiny_settings
 from flair2.cli import main
 from flair2.config import config_from_dict
-from flair2.task import SegmentationTask
+from flair2.training.task import SegmentationTask
 
 #: The patch every case breaks: a training patch (domain D026_2018), not the first
 #: one (the patch size is inferred from the first).
@@ -423,7 +423,7 @@ def test_skip_invalid_patches_trains_and_counts(
 def test_skip_invalid_patches_predicts_the_rest(
     tiny_root: Path, tmp_path: Path, checkpoints: dict[str, Path]
 ) -> None:
-    from flair2.inference.predict import predict
+    from flair2.prediction.patches import predict
 
     root = tmp_path / "data"
     shutil.copytree(tiny_root, root)

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from flair2.config import Config, config_from_dict, load_config, save_config
+from flair2.detection.settings import load_detect_settings
 from flair2.errors import ConfigError
-from flair2.inference.zonal_config import load_detect_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "configs" / "flair-2-config.yml"

@@ -43,7 +43,7 @@ from conftest import tiny_settings
 from flair2.config import config_from_dict
 from flair2.data.datamodule import FlairDataModule, ShareSampler
 from flair2.models import load_checkpoint_weights
-from flair2.task import SegmentationTask
+from flair2.training.task import SegmentationTask
 
 VAL_DOMAIN = "D049_2018"
 DDP = {"accelerator": "cpu", "gpus_per_node": 2, "strategy": "ddp"}
@@ -136,8 +136,8 @@ def test_ddp_training_logs_once_and_validates_each_patch_once(ddp_run: dict[str,
 
 
 def test_ddp_prediction_writes_each_patch_once(ddp_run: dict[str, Any]) -> None:
-    from flair2.inference.predict import predict
     from flair2.pipeline import evaluate
+    from flair2.prediction.patches import predict
 
     out: Path = ddp_run["out"]
     pred_dir = out / "predictions"

@@ -14,9 +14,13 @@ import torch
 import yaml
 
 from conftest import tiny_settings
-from flair2.callbacks import AtomicCheckpointIO, collect_random_states, restore_random_states
 from flair2.cli import main
 from flair2.io import atomic_path, remove_stale_temporaries
+from flair2.training.callbacks import (
+    AtomicCheckpointIO,
+    collect_random_states,
+    restore_random_states,
+)
 
 
 def _umask() -> int:
@@ -139,7 +143,7 @@ class _FakeTrainer:
 def test_a_nan_on_another_process_stops_this_one_too(
     tiny_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flair2.task import NonFiniteLossError, SegmentationTask
+    from flair2.training.task import NonFiniteLossError, SegmentationTask
 
     task = SegmentationTask(tiny_config(), patch_size=64)
     task._trainer = _FakeTrainer()

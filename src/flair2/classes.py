@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from flair2.formats import VALUES_LABELS
+
 #: The full nomenclature, label value → name (values 1–19 in MSK_*.tif files).
 FULL_CLASSES: dict[int, str] = {
     1: "building",
@@ -112,3 +114,24 @@ def canonical_class_name(name: str) -> str:
     """Return the canonical spelling of a class name (resolving known aliases)."""
     key = name.strip().lower()
     return CLASS_ALIASES.get(key, key)
+
+
+def colormap(values: str, num_entries: int) -> dict[int, tuple[int, int, int, int]]:
+    """The palette as a GDAL colour table keyed by the pixel value written."""
+    offset = 1 if values == VALUES_LABELS else 0
+    return {
+        index + offset: (*hex_to_rgb(PALETTE[index]), 255)
+        for index in range(min(num_entries, len(PALETTE)))
+    }
+
+
+def class_names_for(num_classes: int) -> list[str]:
+    """Names of the model classes: label values 1..K−1 of the nomenclature, then "other"."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    return [FULL_CLASSES.get(v, f"class {v}") for v in range(1, num_classes)] + ["other"]
+
+
+def class_colours(num_classes: int) -> list[str]:
+    """Colour of each model class: label values 1..K−1 in the FLAIR palette, then black "other"."""
+    return [FULL_PALETTE.get(v, "#808080") for v in range(1, num_classes)] + ["#000000"]

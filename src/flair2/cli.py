@@ -71,7 +71,8 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def cmd_toy(args: argparse.Namespace) -> int:
-    from flair2.data.toy import generate_toy_dataset
+    """``flair2 toy``: generate a synthetic dataset in the FLAIR #2 layout and print its summary."""
+    from flair2.synthetic import generate_toy_dataset
 
     summary = generate_toy_dataset(
         Path(args.out),
@@ -92,7 +93,8 @@ def cmd_toy(args: argparse.Namespace) -> int:
 
 
 def cmd_check_data(args: argparse.Namespace) -> int:
-    from flair2.data.check import check_dataset
+    """``flair2 check-data``: check the dataset's files; exit status 1 if any check fails."""
+    from flair2.tools.check import check_dataset
 
     report = check_dataset(_load(args), quick=args.quick)
     print(report.format())
@@ -100,7 +102,8 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from flair2.data.stats import compute_stats, snippet_text, stats_format, write_stats
+    """``flair2 stats``: write the training split's statistics and print the config snippet."""
+    from flair2.tools.stats import compute_stats, snippet_text, stats_format, write_stats
 
     cfg = _load(args)
     out = Path(args.out) if args.out else cfg.output_dir() / "dataset_stats.yaml"
@@ -113,7 +116,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_model_info(args: argparse.Namespace) -> int:
-    from flair2.models.info import describe_model
+    """``flair2 model-info``: print the configured model's parameter count and FLOPs."""
+    from flair2.tools.model_info import describe_model
 
     cfg = _load(args)
     patch_size = args.patch_size or cfg.patch_size or 512
@@ -124,6 +128,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``flair2 train``: train (or resume) and log the best checkpoint."""
     from flair2.training import train
 
     result = train(_load(args), resume=args.resume)
@@ -132,7 +137,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from flair2.inference.predict import predict
+    """``flair2 predict``: write one prediction GeoTIFF per test patch (a model or an ensemble)."""
+    from flair2.prediction.patches import predict
 
     predict(
         _load(args),
@@ -148,6 +154,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``flair2 evaluate``: score a folder of predictions against the test masks."""
     from flair2.pipeline import evaluate
 
     evaluate(_load(args), args.predictions, args.out)
@@ -155,6 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``flair2 run``: train, predict with the best checkpoint, then evaluate."""
     from flair2.pipeline import run
 
     run(_load(args))
@@ -162,6 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``flair2 demo``: the whole pipeline on a toy dataset, for both architectures."""
     from flair2.pipeline import demo
 
     demo(Path(args.out), epochs=args.epochs)
@@ -169,7 +178,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from flair2.visualize import render_patch_figure
+    """``flair2 show``: draw one patch's layers (and a prediction, if given) to a PNG."""
+    from flair2.viz.patch import render_patch_figure
 
     path = render_patch_figure(
         _load(args), args.patch, Path(args.out), prediction_dir=args.prediction
@@ -179,7 +189,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_logs(args: argparse.Namespace) -> int:
-    from flair2.evaluation.curves import plot_training_curves
+    """``flair2 plot-logs``: draw the loss and mIoU curves of a run from its CSV logs."""
+    from flair2.viz.curves import plot_training_curves
 
     path = plot_training_curves(Path(args.dir), Path(args.out) if args.out else None)
     log.info("training curves: %s", path)
@@ -187,7 +198,8 @@ def cmd_plot_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from flair2.inference.preview import write_preview
+    """``flair2 preview``: write an RGB PNG/JPEG of a 5-band aerial patch."""
+    from flair2.viz.preview import write_preview
 
     path = write_preview(
         Path(args.image), Path(args.out), stretch=args.stretch, world_file=args.world_file
@@ -197,8 +209,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from flair2.inference.zonal import detect
-    from flair2.inference.zonal_config import load_detect_settings
+    """``flair2 detect``: predict a whole aerial raster with sliding windows into one GeoTIFF."""
+    from flair2.detection.runner import detect
+    from flair2.detection.settings import load_detect_settings
 
     result = detect(load_detect_settings(args.config, args.overrides))
     log.info("output: %s", result.output)
@@ -223,6 +236,7 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``flair2``: global options and one subparser per command."""
     parser = argparse.ArgumentParser(
         prog="flair2",
         description="Land-cover segmentation from aerial imagery and Sentinel-2 (FLAIR #2).",

@@ -11,18 +11,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from flair2.config import Config, config_from_dict, load_config
+from flair2.config import Config, load_config
 from flair2.errors import ConfigError
 from flair2.ranks import process_rank
+from flair2.synthetic import SENTINEL_ONLY_CLASSES
 
 log = logging.getLogger(__name__)
-
-ROOT = Path(__file__).resolve().parents[2]
-
-#: Classes of the toy dataset that only the Sentinel-2 series tells apart.
-SENTINEL_ONLY_CLASSES = ("herbaceous vegetation", "agricultural land", "plowed land")
 
 
 def evaluate(
@@ -60,8 +54,8 @@ def evaluate(
 
 def run(cfg: Config) -> dict[str, Any] | None:
     """Train, predict the test set with the best checkpoint, and score it if labels exist."""
-    from flair2.inference.predict import predict
-    from flair2.training import train
+    from flair2.prediction.patches import predict
+    from flair2.training.fit import train
 
     result = train(cfg)
     checkpoint = result.best_checkpoint or result.last_checkpoint
@@ -78,18 +72,6 @@ def run(cfg: Config) -> dict[str, Any] | None:
     return evaluate(cfg, predictions, result.out_dir / "metrics")
 
 
-def toy_config(data_root: Path, out_folder: Path, name: str, **overrides: Any) -> Config:
-    """The shipped ``configs/toy.yml`` pointed at a generated toy dataset."""
-    base = yaml.safe_load((ROOT / "configs" / "toy.yml").read_text(encoding="utf-8"))
-    from flair2.data.toy import toy_config_dict
-
-    base["data"] = toy_config_dict(data_root)
-    base["out_folder"] = str(out_folder)
-    base["out_model_name"] = name
-    base.update(overrides)
-    return config_from_dict(base)
-
-
 def demo(out: Path, epochs: int | None = None) -> dict[str, dict[str, Any]]:
     """Generate the toy dataset, train U-T&T and the aerial-only U-Net, predict, evaluate.
 
@@ -100,7 +82,7 @@ def demo(out: Path, epochs: int | None = None) -> dict[str, dict[str, Any]]:
     Returns:
         Metrics per model name.
     """
-    from flair2.data.toy import generate_toy_dataset
+    from flair2.synthetic import generate_toy_dataset, toy_config
 
     data_root = out / "data"
     if not (data_root / "flair_aerial_train").is_dir():

@@ -1,7 +1,7 @@
 """Typed dataclass schemas built from raw YAML data, with one-line errors.
 
 The machinery behind :mod:`flair2.config` and the detection settings
-(:mod:`flair2.inference.zonal_config`): convert YAML values to a dataclass's
+(:mod:`flair2.detection.settings`): convert YAML values to a dataclass's
 annotated types (``bool``, ``int``, ``float``, ``str``, ``Literal``, unions,
 lists, dicts, nested dataclasses), reject unknown keys with a "did you mean",
 and apply ``--set KEY=VALUE`` overrides. Every error is a :class:`ConfigError`
@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 
 def type_name(tp: Any) -> str:
+    """A type as error messages name it: "an integer", "one of 'a', 'b'", "… or null"."""
     origin = get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
@@ -46,7 +47,7 @@ def type_name(tp: Any) -> str:
 def convert(value: Any, tp: Any, path: str) -> Any:
     """Check ``value`` against type ``tp`` and return it converted; raise ConfigError."""
     origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if value is None:
             value = {}
         if not isinstance(value, dict):
@@ -112,6 +113,16 @@ def convert(value: Any, tp: Any, path: str) -> Any:
 
 
 def build_dataclass(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    """Build ``cls`` from a raw mapping, converting each value to its field's type.
+
+    Args:
+        cls: the dataclass.
+        raw: its keys and raw YAML values; missing keys take the field defaults.
+        prefix: the dotted path of ``raw`` in the whole file (``"section."``), for errors.
+
+    Raises:
+        ConfigError: an unknown key (with a "did you mean") or a value of the wrong type.
+    """
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -125,6 +136,7 @@ def build_dataclass(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
 
 
 def check(cond: bool, key: str, message: str) -> None:
+    """Raise ``ConfigError("config key '<key>': <message>")`` unless ``cond`` holds."""
     if not cond:
         raise ConfigError(f"config key '{key}': {message}")
 

@@ -82,7 +82,7 @@ def reference_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def build_reference_utt() -> torch.nn.Module:
     """A 512 px U-T&T from the reference configuration values (the Config defaults), eval mode."""
-    from flair2.models import build_model
+    from flair2.training.model import build_model
 
     cfg = config_from_dict({"arch": "utt", "encoder_weights": None})
     return build_model(cfg, 512).eval()

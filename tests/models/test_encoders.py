@@ -21,8 +21,9 @@ from torch import nn
 
 from flair2.config import Config, load_config
 from flair2.errors import CheckpointError, ConfigError
-from flair2.models import UTT, AerialUNet, build_model, build_unet
-from flair2.models.unet import DECODERS
+from flair2.models import UTT, AerialUNet, build_unet
+from flair2.models.networks import DECODERS
+from flair2.training.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,7 @@ from model_helpers import make_inputs, small_config
 
 from flair2.config import config_from_dict
 from flair2.errors import ConfigError
-from flair2.task import SegmentationTask
+from flair2.training.task import SegmentationTask
 
 
 def _task(**overrides: Any) -> SegmentationTask:

@@ -16,14 +16,9 @@ from model_helpers import (
 )
 
 from flair2.errors import CheckpointError
-from flair2.models import (
-    UTT,
-    build_model,
-    dummy_inputs,
-    load_checkpoint_weights,
-    map_reference_state_dict,
-)
+from flair2.models import UTT, dummy_inputs, load_checkpoint_weights, map_reference_state_dict
 from flair2.models.checkpoints import guess_configuration
+from flair2.training.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

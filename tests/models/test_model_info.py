@@ -9,7 +9,9 @@ from model_helpers import (
     small_config,
 )
 
-from flair2.models import build_model, describe_model, dummy_inputs, model_info
+from flair2.models import dummy_inputs, model_info
+from flair2.tools.model_info import describe_model
+from flair2.training.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

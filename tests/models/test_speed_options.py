@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from model_helpers import make_inputs, small_config
 
-from flair2.task import SegmentationTask
+from flair2.training.task import SegmentationTask
 
 
 def _batch(seed: int = 0) -> dict[str, Any]:

@@ -10,9 +10,10 @@ import torch
 from model_helpers import one_thread  # noqa: F401  (fixture)
 
 from flair2.errors import CheckpointError, ConfigError
-from flair2.models import unet as unet_module
+from flair2.models import networks as unet_module
 from flair2.models.fusion import MetadataMLP
-from flair2.models.unet import AerialUNet, SegmentationOutput, build_unet
+from flair2.models.networks import build_unet
+from flair2.models.unet import AerialUNet, SegmentationOutput
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,8 +13,9 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.transforms import CenterCrop
 
-from flair2.models import UTT, SegmentationOutput, build_model
-from flair2.models.unet import decode
+from flair2.models import UTT, SegmentationOutput
+from flair2.models.networks import decode
+from flair2.training.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

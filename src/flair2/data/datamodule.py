@@ -24,6 +24,8 @@ from flair2.data.batch import collate, normalize_batch
 from flair2.data.dataset import INVALID_KEY, SKIPPED_KEY, FlairDataset, OnInvalid, raster_size
 from flair2.data.discovery import Splits, discover
 from flair2.errors import DataError
+from flair2.formats import PATCH_MULTIPLE, is_patch_multiple
+from flair2.settings import SampleSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class FlairDataModule(pl.LightningDataModule):
     def __init__(self, cfg: Config, splits: Splits | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.samples = SampleSettings.from_config(cfg)
         self.splits = splits
         self._patch_size: int | None = cfg.patch_size
         self.train_dataset: FlairDataset | None = None
@@ -125,9 +128,9 @@ class FlairDataModule(pl.LightningDataModule):
                     "cannot infer patch_size: no patch found; set config key 'patch_size'"
                 )
             size = raster_size(first.aerial)
-            if size % 32:
+            if not is_patch_multiple(size):
                 raise DataError(
-                    f"{first.aerial}: patch size {size} is not a multiple of 32 "
+                    f"{first.aerial}: patch size {size} is not a multiple of {PATCH_MULTIPLE} "
                     "(the U-Net needs one)"
                 )
             self._patch_size = size
@@ -146,7 +149,7 @@ class FlairDataModule(pl.LightningDataModule):
         if stage in ("fit", "validate"):
             self.train_dataset = FlairDataset(
                 splits.train,
-                self.cfg,
+                self.samples,
                 patch_size=size,
                 augment=self.cfg.use_augmentation,
                 with_sentinel=self.with_sentinel,
@@ -154,7 +157,7 @@ class FlairDataModule(pl.LightningDataModule):
             )
             self.val_dataset = FlairDataset(
                 splits.val,
-                self.cfg,
+                self.samples,
                 patch_size=size,
                 with_sentinel=self.with_sentinel,
                 on_invalid=self._on_invalid(train=False),
@@ -163,7 +166,7 @@ class FlairDataModule(pl.LightningDataModule):
             has_labels = all(r.label is not None for r in splits.test)
             self.predict_dataset = FlairDataset(
                 splits.test,
-                self.cfg,
+                self.samples,
                 patch_size=size,
                 with_labels=has_labels and stage == "test",
                 with_sentinel=self.with_sentinel,
@@ -206,9 +209,11 @@ class FlairDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches; a last short batch is dropped (BatchNorm on one sample)."""
         return self._loader(self.train_dataset, batch_size=self.cfg.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
+        """Validation batches, split without repeats between processes so no patch counts twice."""
         if self.val_dataset is not None and len(self.val_dataset) == 0:
             raise DataError(
                 "the validation split is empty: give val_domains, "
@@ -233,6 +238,7 @@ class FlairDataModule(pl.LightningDataModule):
         )
 
     def predict_dataloader(self) -> DataLoader:
+        """Test batches of ``batch_size_inference``, each patch on one process, none dropped."""
         sampler = None
         world, rank = self._world()
         if world > 1 and self.predict_dataset is not None:
@@ -247,6 +253,7 @@ class FlairDataModule(pl.LightningDataModule):
         )
 
     def test_dataloader(self) -> DataLoader:
+        """The prediction loader: testing reads the same test split."""
         return self.predict_dataloader()
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:

@@ -21,14 +21,14 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from torch.utils.data import Dataset
 
 from flair2.classes import MAX_LABEL, labels_to_model
-from flair2.config import Config
 from flair2.data.augment import flip_rotate
 from flair2.data.metadata import encode_metadata
 from flair2.data.records import PatchRecord
-from flair2.data.sentinel import SentinelProcessor
-from flair2.data.sentinel_augment import augment_dates
+from flair2.data.sentinel.augment import augment_dates
+from flair2.data.sentinel.processor import SentinelProcessor
 from flair2.data.tiff import read_plain_tiff
 from flair2.errors import DataError
+from flair2.settings import SampleSettings
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ class FlairDataset(Dataset[dict[str, Any]]):
 
     Args:
         records: the patches (from :func:`flair2.data.discovery.discover`).
-        cfg: the configuration.
+        settings: what an item holds and how it is augmented
+            (:meth:`SampleSettings.from_config <flair2.settings.SampleSettings.from_config>`).
         patch_size: expected aerial size in pixels; a file of another size is an error.
         augment: apply random flips / rot90 and the Sentinel-2 date dropout and
             jitter (training).
@@ -125,7 +126,7 @@ class FlairDataset(Dataset[dict[str, Any]]):
     def __init__(
         self,
         records: list[PatchRecord],
-        cfg: Config,
+        settings: SampleSettings,
         *,
         patch_size: int,
         augment: bool = False,
@@ -137,25 +138,25 @@ class FlairDataset(Dataset[dict[str, Any]]):
             raise ValueError(f"on_invalid must be raise, drop or substitute, got {on_invalid!r}")
         self.on_invalid = on_invalid
         self.records = list(records)
-        self.cfg = cfg
+        self.settings = settings
         self.patch_size = patch_size
         self.augment = augment
         self.with_labels = with_labels
         self.with_sentinel = with_sentinel
-        self.sentinel = SentinelProcessor(cfg) if with_sentinel else None
+        self.sentinel = SentinelProcessor(settings.sentinel) if with_sentinel else None
         # Metadata is encoded once for the whole split: a broken record fails here,
         # in the main process, with the patch named — not later inside a worker.
         self.metadata = np.zeros((len(self.records), METADATA_SIZE), dtype=np.float32)
         #: index -> why the patch cannot be used (a broken metadata record), when skipping.
         self.broken: dict[int, str] = {}
-        if cfg.aerial_metadata:
+        if settings.aerial_metadata:
             for i, rec in enumerate(self.records):
                 try:
                     self.metadata[i] = encode_metadata(
-                        rec.metadata, rec.name, month_encoding=cfg.month_encoding
+                        rec.metadata, rec.name, month_encoding=settings.month_encoding
                     )
                 except DataError as exc:
-                    exc = DataError(f"{cfg.data.path_metadata_aerial}: {exc}")
+                    exc = DataError(f"{settings.path_metadata_aerial}: {exc}")
                     if on_invalid == "raise":
                         raise exc from None
                     self.broken[i] = str(exc)
@@ -165,7 +166,7 @@ class FlairDataset(Dataset[dict[str, Any]]):
 
     def read_aerial(self, rec: PatchRecord) -> np.ndarray:
         """The aerial patch as uint8 (C, H, W), size-checked."""
-        img = read_raster(rec.aerial, bands=self.cfg.num_channels_aerial, name="aerial patch")
+        img = read_raster(rec.aerial, bands=self.settings.num_channels_aerial, name="aerial patch")
         if img.shape[1:] != (self.patch_size, self.patch_size):
             raise DataError(
                 f"{rec.aerial}: aerial patch is {img.shape[1]}×{img.shape[2]}, expected "
@@ -189,7 +190,7 @@ class FlairDataset(Dataset[dict[str, Any]]):
             raise DataError(
                 f"{rec.label}: label values must be in 1–{MAX_LABEL}, found {low}–{high}"
             )
-        return labels_to_model(raw, self.cfg.num_classes)
+        return labels_to_model(raw, self.settings.num_classes)
 
     def read_sentinel(self, rec: PatchRecord) -> tuple[np.ndarray, np.ndarray]:
         """The patch's Sentinel-2 series (T, C, S, S) and day positions (T,), checked finite."""
@@ -266,6 +267,8 @@ class FlairDataset(Dataset[dict[str, Any]]):
             sample["sen2"] = torch.from_numpy(series)
             sample["positions"] = torch.from_numpy(positions)
         if self.augment:
-            sample = flip_rotate(sample, mode=self.cfg.augmentation_mode)
-            sample = augment_dates(sample, self.cfg.sat_date_dropout, self.cfg.sat_date_jitter)
+            sample = flip_rotate(sample, mode=self.settings.augmentation_mode)
+            sample = augment_dates(
+                sample, self.settings.sat_date_dropout, self.settings.sat_date_jitter
+            )
         return sample

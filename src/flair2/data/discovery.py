@@ -27,13 +27,22 @@ from typing import Any
 from flair2.config import Config
 from flair2.data.records import PatchRecord, SentinelFiles
 from flair2.errors import DataError
+from flair2.formats import (
+    DOMAIN_PATTERN,
+    IMG_PATTERN,
+    MSK_PATTERN,
+    SENTINEL_DATA,
+    SENTINEL_GLOB,
+    SENTINEL_MASKS,
+    SENTINEL_PRODUCTS,
+    SENTINEL_SUFFIXES,
+    image_name,
+    mask_name,
+)
+from flair2.settings import SplitSettings
 
 log = logging.getLogger(__name__)
 
-DOMAIN_PATTERN = re.compile(r"^D\d{3}_\d{4}$")
-ZONE_PATTERN = re.compile(r"^Z\d+_[A-Za-z0-9]+$")
-IMG_PATTERN = re.compile(r"^IMG_(\d+)\.tif$", re.IGNORECASE)
-MSK_PATTERN = re.compile(r"^MSK_(\d+)\.tif$", re.IGNORECASE)
 
 ProblemHandler = Callable[[str], None]
 
@@ -101,12 +110,12 @@ def find_sentinel_files(sen_zone_dir: Path) -> SentinelFiles | None:
     if not sen_zone_dir.is_dir():
         return None
     parts: dict[str, Path] = {}
-    for suffix in ("data.npy", "masks.npy", "products.txt"):
-        matches = sorted(sen_zone_dir.glob(f"SEN2*_{suffix}"))
+    for suffix in SENTINEL_SUFFIXES:
+        matches = sorted(sen_zone_dir.glob(SENTINEL_GLOB.format(suffix=suffix)))
         if len(matches) != 1:
             return None
         parts[suffix] = matches[0]
-    return SentinelFiles(parts["data.npy"], parts["masks.npy"], parts["products.txt"])
+    return SentinelFiles(parts[SENTINEL_DATA], parts[SENTINEL_MASKS], parts[SENTINEL_PRODUCTS])
 
 
 def _parse_centroid(value: Any) -> tuple[int, int] | None:
@@ -181,15 +190,16 @@ def discover_split(
                 label = masks.get(pid)
                 if require_labels and label is None:
                     expected = (
-                        labels_path / domain / zone / "msk" / f"MSK_{pid}.tif"
+                        labels_path / domain / zone / "msk" / mask_name(pid)
                         if labels_path
-                        else f"MSK_{pid}.tif"
+                        else mask_name(pid)
                     )
                     report(f"{img}: no mask, expected {expected}")
                     continue
-                centroid = _parse_centroid(centroids.get(img.name))
+                # The index is keyed by the official name, IMG_<id>.tif.
+                raw = centroids.get(image_name(pid))
+                centroid = _parse_centroid(raw)
                 if centroid is None:
-                    raw = centroids.get(img.name)
                     what = "missing from" if raw is None else f"malformed ({raw!r}) in"
                     report(f"{img}: centroid {what} the centroids JSON")
                     continue
@@ -281,15 +291,16 @@ def _skipping_handler(counter: list[str]) -> ProblemHandler:
 
 
 def discover(
-    cfg: Config,
+    settings: SplitSettings | Config,
     stages: tuple[str, ...] = ("fit", "test"),
     on_problem: ProblemHandler | None = None,
 ) -> Splits:
     """Discover the train/validation and/or test patches a config points to.
 
     Args:
-        cfg: the configuration (``data.*`` paths, split keys, ``aerial_metadata``,
-            ``skip_invalid_patches``).
+        settings: the dataset roots, split keys, ``aerial_metadata`` and
+            ``skip_invalid_patches``: a :class:`~flair2.settings.SplitSettings`, or a
+            whole configuration, whose keys are taken.
         stages: "fit" for train + validation, "test" for the test split.
         on_problem: per-problem callback; default: raise, or skip and warn when
             ``skip_invalid_patches`` is set.
@@ -297,6 +308,7 @@ def discover(
     Returns:
         The records of each requested split.
     """
+    cfg = settings if isinstance(settings, SplitSettings) else SplitSettings.from_config(settings)
     skipped: list[str] = []
     if on_problem is None and cfg.skip_invalid_patches:
         on_problem = _skipping_handler(skipped)
@@ -321,12 +333,22 @@ def discover(
             domains,
             val_fraction=cfg.val_fraction,
             seed=cfg.seed,
-            val_domains=cfg.val_domains,
-            train_domains=cfg.train_domains,
+            val_domains=list(cfg.val_domains) if cfg.val_domains is not None else None,
+            train_domains=list(cfg.train_domains) if cfg.train_domains is not None else None,
         )
-        kwargs = {"require_labels": True, "on_problem": on_problem}
-        splits.train = discover_split(aerial, sen, labels, centroids, metadata, train_d, **kwargs)
-        splits.val = discover_split(aerial, sen, labels, centroids, metadata, val_d, **kwargs)
+        splits.train, splits.val = (
+            discover_split(
+                aerial,
+                sen,
+                labels,
+                centroids,
+                metadata,
+                split,
+                require_labels=True,
+                on_problem=on_problem,
+            )
+            for split in (train_d, val_d)
+        )
         if not splits.train:
             raise DataError(f"no training patch found in {aerial} (domains {train_d})")
         log.info(
@@ -340,13 +362,20 @@ def discover(
     if "test" in stages:
         aerial = _require_dir(d.path_aerial_test, "data.path_aerial_test")
         sen = _require_dir(d.path_sen_test, "data.path_sen_test")
-        labels = Path(d.path_labels_test) if d.path_labels_test else None
-        if labels is not None and not labels.is_dir():
+        test_labels = Path(d.path_labels_test) if d.path_labels_test else None
+        if test_labels is not None and not test_labels.is_dir():
             raise DataError(
-                f'data.path_labels_test: folder {labels} not found (check the key, or set it to "")'
+                f"data.path_labels_test: folder {test_labels} not found "
+                '(check the key, or set it to "")'
             )
         splits.test = discover_split(
-            aerial, sen, labels, centroids, metadata, require_labels=False, on_problem=on_problem
+            aerial,
+            sen,
+            test_labels,
+            centroids,
+            metadata,
+            require_labels=False,
+            on_problem=on_problem,
         )
         if not splits.test:
             raise DataError(f"no test patch found in {aerial}")

@@ -21,15 +21,14 @@ constant. Reference checkpoints were trained with that, so it is the default
 
 from __future__ import annotations
 
-import datetime
 import logging
 import math
-import re
 from typing import Any, Literal
 
 import numpy as np
 
 from flair2.errors import DataError
+from flair2.formats import flight_date, flight_time
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +43,6 @@ _MAX_ALTITUDE = 3164.9099121094
 #: Flight years with a one-hot slot.
 _YEARS = (2018, 2019, 2020, 2021)
 
-_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_TIME_RE = re.compile(r"^(\d{1,2})h(\d{1,2})$")
 _FIX = "fix the record in the metadata JSON, or set aerial_metadata: false"
 
 _warned_years: set[int] = set()
@@ -141,19 +138,16 @@ def encode_metadata(
     camera = _text(record, name, "camera")
 
     date_text = _text(record, name, "date")
-    match = _DATE_RE.match(date_text.strip())
     try:
-        if match is None:
-            raise ValueError
-        date = datetime.date(*(int(g) for g in match.groups()))
+        date = flight_date(date_text)
     except ValueError:
         raise _fail(name, "date", date_text, "a date YYYY-MM-DD such as 2021-05-05") from None
 
     time_text = _text(record, name, "time")
-    match = _TIME_RE.match(time_text.strip())
-    hours, minutes = (int(g) for g in match.groups()) if match else (-1, -1)
-    if not (0 <= hours <= 23 and 0 <= minutes <= 59):
-        raise _fail(name, "time", time_text, "a time of day like 10h45")
+    try:
+        hours, minutes = flight_time(time_text)
+    except ValueError:
+        raise _fail(name, "time", time_text, "a time of day like 10h45") from None
 
     if month_encoding == "reference":
         month_angle = 2 * math.pi * (date.month - 1 / 12)

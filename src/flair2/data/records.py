@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flair2.formats import image_stem
+
 
 @dataclass(frozen=True)
 class SentinelFiles:
@@ -43,4 +45,4 @@ class PatchRecord:
     @property
     def name(self) -> str:
         """The aerial file stem, ``IMG_<id>``."""
-        return f"IMG_{self.patch_id}"
+        return image_stem(self.patch_id)

@@ -126,7 +126,7 @@ def read_plain_tiff(path: str | os.PathLike[str], bands: int) -> np.ndarray | No
                 return None
             pixels = np.empty(total, dtype=np.uint8)
             f.seek(start)
-            if f.readinto(memoryview(pixels)) != total:
+            if f.readinto(pixels.data) != total:
                 return None
     except (OSError, ValueError, KeyError, IndexError, struct.error):
         return None

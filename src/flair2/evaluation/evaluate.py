@@ -16,111 +16,49 @@ import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-from flair2.classes import FULL_CLASSES, FULL_PALETTE, NUM_CLASSES, labels_to_model
+from flair2.classes import NUM_CLASSES, class_colours, class_names_for, labels_to_model
 from flair2.errors import DataError
 from flair2.evaluation.confusion import confusion_matrix
-from flair2.evaluation.figures import (
+from flair2.evaluation.metrics import Metrics, compute_metrics
+from flair2.evaluation.pairing import Pair, pair_predictions
+from flair2.evaluation.report import format_table, render_markdown
+from flair2.formats import image_name
+from flair2.io import atomic_path, write_text_atomic
+from flair2.rasters import (
+    check_mask_values,
+    prediction_indices,
+    read_bands,
+    read_mask,
+    read_prediction,
+    read_single_band,
+)
+from flair2.viz.figures import (
     build_comparison_figure,
     find_named_files,
-    read_bands,
     save_figure,
     select_examples,
     stretch,
 )
-from flair2.evaluation.metrics import Metrics, compute_metrics
-from flair2.evaluation.pairing import Pair, pair_predictions
-from flair2.evaluation.plots import plot_confusion_matrix, plot_per_class_iou
-from flair2.evaluation.report import format_table, render_markdown
-from flair2.io import atomic_path, write_text_atomic
+from flair2.viz.plots import plot_confusion_matrix, plot_per_class_iou
 
 log = logging.getLogger(__name__)
 
-#: The GeoTIFF tag giving a prediction's value convention (written by
-#: ``flair2.inference.writer``, which this layer does not import).
-VALUES_TAG = "FLAIR2_VALUES"
-
 __all__ = [
-    "class_names_for",
     "evaluate_predictions",
     "format_table",
     "metrics_to_dict",
-    "read_mask",
-    "read_prediction",
 ]
-
-
-def class_names_for(num_classes: int) -> list[str]:
-    """Names of the model classes: label values 1..K−1 of the nomenclature, then "other"."""
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    return [FULL_CLASSES.get(v, f"class {v}") for v in range(1, num_classes)] + ["other"]
-
-
-def _colours_for(num_classes: int) -> list[str]:
-    return [FULL_PALETTE.get(v, "#808080") for v in range(1, num_classes)] + ["#000000"]
 
 
 def _clean(value: float) -> float | None:
     """A JSON-safe float: NaN becomes None."""
     return None if math.isnan(value) else float(value)
-
-
-def _read_single_band(path: Path) -> tuple[np.ndarray, dict[str, str]]:
-    """Read band 1 and the dataset tags of a GeoTIFF."""
-    # The reference writes plain TIFFs without georeferencing: not a problem for scoring.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            with rasterio.open(path) as src:
-                if src.count != 1:
-                    raise DataError(f"{path}: expected 1 band, found {src.count}")
-                return src.read(1), src.tags()
-        except RasterioIOError as exc:
-            raise DataError(f"cannot read {path}: {exc}") from exc
-
-
-def _prediction_indices(pred: np.ndarray, tags: dict[str, str], path: Path) -> np.ndarray:
-    """Convert a prediction to model indices according to its ``FLAIR2_VALUES`` tag."""
-    convention = tags.get(VALUES_TAG, "model").strip().lower()
-    if convention == "model":
-        return pred
-    if convention == "labels":
-        return pred.astype(np.int16) - 1
-    raise DataError(f"{path}: tag {VALUES_TAG}={convention!r}; expected 'model' or 'labels'")
-
-
-def read_prediction(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a ``PRED_<id>.tif`` as model indices, whatever its ``FLAIR2_VALUES`` convention.
-
-    Returns:
-        (H, W) integer array of model indices (0..K−1 for a valid file).
-
-    Raises:
-        DataError: the file is unreadable, has several bands or an unknown convention tag.
-    """
-    pred, tags = _read_single_band(Path(path))
-    return _prediction_indices(pred, tags, Path(path))
-
-
-def read_mask(path: str | os.PathLike[str], num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Read a ``MSK_<id>.tif`` (label values 1–19) as model indices 0..K−1.
-
-    Raises:
-        DataError: the file is unreadable, has several bands or holds a value below 1.
-    """
-    truth, _ = _read_single_band(Path(path))
-    if truth.size and truth.min() < 1:
-        raise DataError(f"{path}: label value {int(truth.min())} found; masks hold 1–19")
-    return labels_to_model(truth, num_classes)
 
 
 def _write_examples(
@@ -143,12 +81,12 @@ def _write_examples(
     if aerial_root is not None:
         if not Path(aerial_root).is_dir():
             raise DataError(f"aerial folder not found: {aerial_root}")
-        aerial = find_named_files(aerial_root, {f"IMG_{i}.tif" for i in worst + best})
+        aerial = find_named_files(aerial_root, {image_name(i) for i in worst + best})
     examples: dict[str, list[dict[str, Any]]] = {"worst": [], "best": []}
     for kind, ids in (("worst", worst), ("best", best)):
         for rank, patch_id in enumerate(ids, start=1):
             pair = by_id[patch_id]
-            image = aerial.get(f"IMG_{patch_id}.tif")
+            image = aerial.get(image_name(patch_id))
             rgb = None if image is None else stretch(read_bands(image, (0, 1, 2)))
             miou = per_patch[patch_id]
             fig = build_comparison_figure(
@@ -174,16 +112,15 @@ def _write_examples(
 
 def _score_pair(pair: Pair, num_classes: int) -> np.ndarray:
     """The (K, K) confusion matrix of one patch."""
-    truth, _ = _read_single_band(pair.mask)
-    pred, tags = _read_single_band(pair.prediction)
+    truth, _ = read_single_band(pair.mask)
+    pred, tags = read_single_band(pair.prediction)
     if truth.shape != pred.shape:
         raise DataError(
             f"shape mismatch: mask {pair.mask} is {truth.shape[0]}×{truth.shape[1]} but "
             f"prediction {pair.prediction} is {pred.shape[0]}×{pred.shape[1]}"
         )
-    if truth.size and truth.min() < 1:
-        raise DataError(f"{pair.mask}: label value {int(truth.min())} found; masks hold 1–19")
-    indices = _prediction_indices(pred, tags, pair.prediction)
+    check_mask_values(truth, pair.mask)
+    indices = prediction_indices(pred, tags, pair.prediction)
     try:
         return confusion_matrix(labels_to_model(truth, num_classes), indices, num_classes)
     except ValueError as exc:
@@ -256,7 +193,7 @@ def _write_outputs(result: dict[str, Any], cm: np.ndarray, out_dir: Path) -> Non
         miou,
         out_dir / "per_class_iou.png",
         miou_classes=indices,
-        colours=_colours_for(len(names)),
+        colours=class_colours(len(names)),
     )
     images = {
         "Confusion matrix, rows normalised (%)": "confusion_matrix.png",

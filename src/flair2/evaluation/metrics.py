@@ -59,6 +59,17 @@ def nanmean(values: np.ndarray) -> float:
     return float(kept.mean()) if kept.size else float("nan")
 
 
+def miou(cm: np.ndarray, miou_classes: Sequence[int] | None = None) -> float:
+    """The mIoU of a (K, K) confusion matrix, as the reference scores it.
+
+    The one definition of flair2's mIoU (training's ``val_miou`` and the reports
+    use it): the mean IoU over the first K−1 classes ("other" left out) unless
+    ``miou_classes`` says otherwise, skipping classes absent from both truth and
+    prediction; NaN when no class is defined.
+    """
+    return compute_metrics(cm, miou_classes).miou
+
+
 def compute_metrics(cm: np.ndarray, miou_classes: Sequence[int] | None = None) -> Metrics:
     """Compute every score from a confusion matrix.
 

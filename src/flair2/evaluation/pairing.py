@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flair2.errors import DataError
+from flair2.formats import DOMAIN_PATTERN, MSK_PATTERN, PRED_PATTERN, prediction_name
 
-_MASK_RE = re.compile(r"^MSK_(\d+)\.tiff?$", re.IGNORECASE)
-_PRED_RE = re.compile(r"^PRED_(\d+)\.tiff?$", re.IGNORECASE)
-_DOMAIN_RE = re.compile(r"^D\d{3}_\d{4}$")
 #: How many file names an error message lists.
 _MAX_LISTED = 5
 #: Domain given to masks lying directly in a labels root that names no domain.
@@ -69,29 +67,29 @@ def _find(root: Path, pattern: re.Pattern[str], what: str) -> dict[str, Path]:
 
 
 def domain_of(mask: Path, labels_root: Path) -> str:
-    """The domain of a mask: the path part matching ``D\\d{3}_\\d{4}``.
+    r"""The domain of a mask: the path part matching ``D\d{3}_\d{4}``.
 
     Looked up below the labels root first, then in the root's own path (when the
     root is a domain or zone folder), else the first folder below the root.
     """
     relative = mask.relative_to(labels_root).parts[:-1]
     for part in relative:
-        if _DOMAIN_RE.match(part):
+        if DOMAIN_PATTERN.match(part):
             return part
     for part in reversed(labels_root.resolve().parts):
-        if _DOMAIN_RE.match(part):
+        if DOMAIN_PATTERN.match(part):
             return part
     return relative[0] if relative else NO_DOMAIN
 
 
 def find_masks(labels_root: str | os.PathLike[str]) -> dict[str, Path]:
     """Map patch id → ``MSK_<id>.tif`` path under ``labels_root`` (recursive)."""
-    return _find(Path(labels_root), _MASK_RE, "labels")
+    return _find(Path(labels_root), MSK_PATTERN, "labels")
 
 
 def find_predictions(predictions_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Map patch id → ``PRED_<id>.tif`` path under ``predictions_dir`` (recursive)."""
-    return _find(Path(predictions_dir), _PRED_RE, "predictions")
+    return _find(Path(predictions_dir), PRED_PATTERN, "predictions")
 
 
 def _listing(paths: list[Path]) -> str:
@@ -127,7 +125,7 @@ def pair_predictions(
     extra = sorted(set(preds) - set(masks), key=_sort_key)
     problems = []
     if missing:
-        expected = [pred_root / f"PRED_{i}.tif" for i in missing]
+        expected = [pred_root / prediction_name(i) for i in missing]
         problems.append(
             f"{len(missing)} of {len(masks)} masks have no prediction "
             f"(missing {_listing(expected)})"

@@ -1,7 +1,8 @@
 """Models: tensors in, logits out (U-T&T, the aerial U-Net, U-TAE, L-TAE).
 
-This package never imports ``flair2.data``, ``flair2.task`` or ``flair2.cli``
-(only the factory reads a :class:`flair2.config.Config`).
+This package takes plain values and tensors and never imports a configuration,
+``flair2.data`` or ``flair2.training`` (checked by import-linter): create a model
+with :func:`create_model`, as with segmentation_models_pytorch.
 """
 
 from flair2.models.checkpoints import (
@@ -9,13 +10,13 @@ from flair2.models.checkpoints import (
     load_checkpoint_weights,
     map_reference_state_dict,
 )
-from flair2.models.factory import build_model
-from flair2.models.info import describe_model, dummy_inputs, model_info
+from flair2.models.create import create_model
+from flair2.models.info import dummy_inputs, model_info
 from flair2.models.ltae import LTAE2d
+from flair2.models.networks import build_unet
 from flair2.models.unet import (
     AerialUNet,
     SegmentationOutput,
-    build_unet,
     compile_unet,
     set_channels_last,
 )
@@ -29,10 +30,9 @@ __all__ = [
     "LTAE2d",
     "LoadedCheckpoint",
     "SegmentationOutput",
-    "build_model",
     "build_unet",
     "compile_unet",
-    "describe_model",
+    "create_model",
     "dummy_inputs",
     "load_checkpoint_weights",
     "map_reference_state_dict",

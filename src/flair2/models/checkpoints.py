@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from flair2.errors import CheckpointError
+from flair2.formats import PATCH_MULTIPLE
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ MAX_LISTED = 10
 REFERENCE_RENAMES: tuple[tuple[str, str], ...] = (("reshape_utae_output.1.", "aux_head."),)
 
 #: ResNet block counts per stage → encoder name (bottleneck blocks have ``conv3``).
-_RESNETS = {
+_RESNETS: dict[tuple[tuple[int, ...], bool], str] = {
     ((2, 2, 2, 2), False): "resnet18",
     ((3, 4, 6, 3), False): "resnet34",
     ((3, 4, 6, 3), True): "resnet50",
@@ -226,7 +227,7 @@ def guess_configuration(state: Mapping[str, Any]) -> dict[str, Any]:
     if "arch_vhr.encoder.conv1.weight" in state:
         guess["aerial_metadata"] = any(k.startswith("mtd_mlp.") for k in state)
     if shape := _shape(state, "mtd_mlp.enc_mlp.6.weight"):
-        guess["patch_size"] = shape[0] * 32
+        guess["patch_size"] = shape[0] * PATCH_MULTIPLE
     if shape := _shape(state, "arch_hr.in_conv.conv.conv.0.weight"):
         guess["num_channels_sat"] = shape[1]
         widths = [shape[0]]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
-
-if TYPE_CHECKING:
-    from flair2.config import Config
 
 
 def dummy_inputs(
@@ -82,32 +78,3 @@ def model_info(model: nn.Module, sample_inputs: dict[str, Any]) -> dict[str, int
         "flops": int(counter.get_total_flops()),
         "batch_size": int(sample_inputs["aerial"].shape[0]),
     }
-
-
-def describe_model(cfg: Config, patch_size: int, num_dates: int = 12) -> dict[str, Any]:
-    """Human-readable size and cost of the configured model, for ``flair2 model-info``.
-
-    The model is built with random encoder weights (nothing is downloaded or read).
-    """
-    from flair2.models.factory import build_model, metadata_features
-
-    model = build_model(dataclasses.replace(cfg, encoder_weights=None), patch_size)
-    inputs = dummy_inputs(
-        patch_size,
-        sat_size=cfg.sat_patch_size,
-        num_dates=num_dates,
-        num_channels_aerial=cfg.num_channels_aerial,
-        num_channels_sat=cfg.num_channels_sat,
-        metadata_features=metadata_features(cfg),
-    )
-    info = model_info(model, inputs)
-    described: dict[str, Any] = {
-        "arch": cfg.arch,
-        "encoder": cfg.encoder_name,
-        "patch size": patch_size,
-        "parameters": f"{info['parameters']:,} ({info['parameters'] / 1e6:.2f} M)",
-        "GFLOP per forward (batch 1)": f"{info['flops'] / 1e9:.1f}",
-    }
-    if cfg.arch == "utt":
-        described["Sentinel-2 input"] = f"{num_dates} dates × {cfg.sat_patch_size} px"
-    return described

@@ -63,7 +63,7 @@ def checkpoint_decoder_blocks(unet: nn.Module, count: int) -> None:
     if not 0 < count <= len(blocks):
         raise ValueError(f"the decoder has {len(blocks)} blocks, cannot checkpoint {count}")
     for block in list(blocks)[-count:]:
-        block.forward = _checkpointed(block)  # type: ignore[method-assign]
+        block.forward = _checkpointed(block)
 
 
 def _checkpointed(block: nn.Module) -> Any:

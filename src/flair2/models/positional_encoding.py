@@ -26,6 +26,8 @@ class PositionalEncoder(nn.Module):
         offset: index of the first channel (to continue a longer encoding).
     """
 
+    denom: Tensor  # a buffer: declared for the type checker
+
     def __init__(self, d: int, T: float = 1000, repeat: int | None = None, offset: int = 0) -> None:
         super().__init__()
         if d < 1:

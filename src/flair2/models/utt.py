@@ -27,7 +27,7 @@ Fixes of the reference (REFERENCE.md, "Known defects"):
    sizes from the actual encoder maps, the metadata length from the deepest
    map's height.
 
-The aerial network may be any smp encoder and decoder (:func:`flair2.models.unet.build_unet`):
+The aerial network may be any smp encoder and decoder (:func:`flair2.models.networks.build_unet`):
 the fusion terms go to every stage the encoder exposes, with the widths of
 ``encoder.out_channels`` and the sizes of the actual maps; a stage of 0 channels
 (the missing 1/2 scale of ConvNeXt, Swin…) gets none.
@@ -48,11 +48,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flair2.models.fusion import FMCollapsed, FMCropped, MetadataMLP, add_metadata, center_crop
+from flair2.models.networks import decode
 from flair2.models.unet import (
     SegmentationOutput,
     aerial_memory_format,
     check_aerial,
-    decode,
     encoder_stride,
 )
 from flair2.models.utae import UTAE
@@ -62,7 +62,7 @@ class UTT(nn.Module):
     """U-T&T (U-Net + U-TAE) for aerial patches with a Sentinel-2 time series.
 
     Args:
-        arch_vhr: the aerial smp network (see :func:`flair2.models.unet.build_unet`).
+        arch_vhr: the aerial smp network (see :func:`flair2.models.networks.build_unet`).
         arch_hr: the Sentinel-2 U-TAE.
         patch_size: side of the aerial patches in pixels (a multiple of the
             encoder's stride, 32 unless dilated).
@@ -113,7 +113,8 @@ class UTT(nn.Module):
         #: Whether the U-Net runs channels-last (:func:`~flair2.models.unet.set_channels_last`).
         self.channels_last = False
 
-    def _check(self, aerial: Tensor, sen2: Tensor | None) -> None:
+    def _check(self, aerial: Tensor, sen2: Tensor | None) -> Tensor:
+        """Check the inputs' shapes; return ``sen2``, which must be given."""
         check_aerial(self.arch_vhr, aerial)
         if tuple(aerial.shape[-2:]) != (self.patch_size, self.patch_size):
             raise ValueError(
@@ -131,6 +132,7 @@ class UTT(nn.Module):
                 f"the Sentinel-2 crop ({tuple(sen2.shape[-2:])}) is smaller than the patch "
                 f"footprint ({self.crop_size} px)"
             )
+        return sen2
 
     def _keep_mask(self, batch: int, like: Tensor) -> Tensor | None:
         """B×1×1×1 with 1 where a sample keeps the satellite terms (training only)."""
@@ -165,7 +167,7 @@ class UTT(nn.Module):
             U-Net's class scores and the auxiliary head's (None without
             ``with_aux``).
         """
-        self._check(aerial, sen2)
+        sen2 = self._check(aerial, sen2)
         sat = self.arch_hr.forward_features(sen2, positions, pad_mask)[-1]  # B×C×S×S
         features = list(self.arch_vhr.encoder(aerial_memory_format(self, aerial)))
         if self.mtd_mlp is not None:
