@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 # (PyPI's torchvision does not import beside other torch builds).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR ?= demo
+SITE_DIR ?= site
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format demo clean-demo
+.PHONY: install test lint docs format demo clean-demo
 
 install: $(STAMP)
 
@@ -19,15 +20,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Layers (import-linter, contracts in pyproject.toml), ruff (docstrings: Google
+# convention on src/), formatting, and mypy on src/.
 lint: install
+	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+# The documentation site (mkdocs + mkdocstrings), warnings as errors.
+docs: install
+	$(BIN)/mkdocs build --strict --quiet --site-dir $(SITE_DIR)
 
 format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-test: lint
+test: lint docs
 	$(BIN)/python -m pytest
 
 demo: install
