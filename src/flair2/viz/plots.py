@@ -11,20 +11,12 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from flair2.classes import PALETTE
-from flair2.io import atomic_path
+from flair2.classes import class_colours
+from flair2.viz.figures import save_figure
 
 _DPI = 120
-
-
-def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp:
-        # The temporary name ends in .tmp: name the format explicitly.
-        fig.savefig(tmp, format="png", dpi=_DPI, bbox_inches="tight")
 
 
 def row_normalise(cm: np.ndarray) -> np.ndarray:
@@ -72,7 +64,7 @@ def plot_confusion_matrix(
                 colour = "white" if value > 0.5 else "black"
             ax.text(col, row, text, ha="center", va="center", fontsize=font, color=colour)
     ax.set_title(title or "Confusion matrix (rows normalised, %)")
-    _save(fig, path)
+    save_figure(fig, path, dpi=_DPI)
 
 
 def plot_per_class_iou(
@@ -100,7 +92,7 @@ def plot_per_class_iou(
     ax = fig.add_subplot()
     positions = np.arange(k)
     if colours is None:
-        colours = [PALETTE[i] if i < len(PALETTE) else "#808080" for i in range(k)]
+        colours = class_colours(k)
     bars = ax.barh(positions, np.nan_to_num(iou), color=colours, edgecolor="black")
     for i, bar in enumerate(bars):
         if i not in kept:
@@ -118,4 +110,4 @@ def plot_per_class_iou(
     ax.set_xlabel("IoU")
     ax.set_title("IoU per class")
     ax.grid(axis="x", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path, dpi=_DPI)
