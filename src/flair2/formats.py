@@ -17,13 +17,11 @@ TIF_SUFFIX = r"\.tiff?"
 IMG_PATTERN = re.compile(rf"^IMG_(\d+){TIF_SUFFIX}$", re.IGNORECASE)
 MSK_PATTERN = re.compile(rf"^MSK_(\d+){TIF_SUFFIX}$", re.IGNORECASE)
 PRED_PATTERN = re.compile(rf"^PRED_(\d+){TIF_SUFFIX}$", re.IGNORECASE)
-PROB_PATTERN = re.compile(rf"^PROB_(\d+){TIF_SUFFIX}$", re.IGNORECASE)
 _KNOWN_PREFIX = re.compile(r"^(?:IMG|MSK|PRED|PROB)_", re.IGNORECASE)
 _SUFFIX = re.compile(rf"{TIF_SUFFIX}$", re.IGNORECASE)
 
-#: Folder patterns of the official layout: ``D004_2021`` and ``Z1_UF``.
+#: Domain folders of the official layout: ``D004_2021``.
 DOMAIN_PATTERN = re.compile(r"^D\d{3}_\d{4}$")
-ZONE_PATTERN = re.compile(r"^Z\d+_[A-Za-z0-9]+$")
 
 #: The three files of a zone's Sentinel-2 series, ``SEN2_sp_<domain>-<zone>_<suffix>``.
 SENTINEL_DATA = "data.npy"

@@ -62,10 +62,7 @@ def probability_path(out_dir: str | os.PathLike[str], patch_id: str | int) -> Pa
 
 def _probability_path_for(pred_path: Path) -> Path:
     """The PROB file that sits beside a given PRED file."""
-    name = pred_path.name
-    if name.upper().startswith("PRED_"):
-        return pred_path.with_name("PROB_" + name[5:])
-    return pred_path.with_name("PROB_" + name)
+    return pred_path.with_name(probability_name(pred_path.name))
 
 
 def is_done(
