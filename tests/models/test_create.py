@@ -152,3 +152,15 @@ def test_create_model_rejects_an_unknown_architecture() -> None:
 
     with pytest.raises(ConfigError, match="unknown model 'segformer'; choose utt or unet"):
         create_model("segformer", patch_size=64)  # type: ignore[arg-type]
+
+
+def test_create_model_defaults_are_the_reference_configuration() -> None:
+    # create_model's defaults and the Config's describe the same model (the FLAIR #2
+    # reference at 512 px): a change to either must follow in the other.
+    from flair2.models import create_model
+
+    created, built = create_model(), build_model(config_from_dict({}), 512)
+    assert repr(created) == repr(built)  # layers, widths, kernels, padding modes, norms
+    assert {k: v.shape for k, v in created.state_dict().items()} == {
+        k: v.shape for k, v in built.state_dict().items()
+    }
