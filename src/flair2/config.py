@@ -23,6 +23,15 @@ from flair2.config_checks import validate
 from flair2.errors import ConfigError
 from flair2.schema import apply_overrides, build_dataclass, load_yaml_file
 
+#: Value sets of the keys the typed settings (:mod:`flair2.settings`) carry too.
+Scaling = Literal["reference", "reflectance", "standardize"]
+Period = Literal["month", "half_month"]
+MonthEncoding = Literal["reference", "corrected"]
+AugmentationMode = Literal["consistent", "reference"]
+OptimizerName = Literal["sgd", "adamw"]
+SchedulerName = Literal["none", "cosine", "plateau"]
+Precision = Literal["32", "16-mixed", "bf16-mixed", "32-true"]
+
 
 def _default_class_weights() -> dict[str, list[float]]:
     weights = {name: [1.0, 1.0] for name in CLASSES}
@@ -159,25 +168,25 @@ class Config:
     #: Sentinel-2 scaling: "reference" reproduces the reference exactly (divide by
     #: 65535 without monthly averaging, raw reflectance with it); "reflectance"
     #: divides by 10000 always; "standardize" uses ``sat_mean``/``sat_std``.
-    sen2_scaling: Literal["reference", "reflectance", "standardize"] = "reference"
+    sen2_scaling: Scaling = "reference"
     sat_mean: list[float] | None = None
     sat_std: list[float] | None = None
     #: Aerial metadata month encoding: "reference" (a constant, as checkpoints were
     #: trained) or "corrected" (sin/cos of 2π(month−1)/12).
-    month_encoding: Literal["reference", "corrected"] = "reference"
+    month_encoding: MonthEncoding = "reference"
     #: Augmentation: "consistent" flips/rotates the Sentinel-2 crop with the aerial
     #: patch; "reference" transforms only the aerial patch and mask, as the reference.
-    augmentation_mode: Literal["consistent", "reference"] = "consistent"
+    augmentation_mode: AugmentationMode = "consistent"
     #: Skip patches with missing or broken files (counted in a warning) instead of failing.
     skip_invalid_patches: bool = False
     #: Optimiser, schedule and training options.
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: OptimizerName = "sgd"
     momentum: float = 0.0
     weight_decay: float = 0.0
-    scheduler: Literal["none", "cosine", "plateau"] = "none"
+    scheduler: SchedulerName = "none"
     warmup_epochs: int = 0
     gradient_clip_val: float | None = None
-    precision: Literal["32", "16-mixed", "bf16-mixed", "32-true"] = "32"
+    precision: Precision = "32"
     #: Speed options (see bench/README.md): keep the aerial U-Net's activations in
     #: channels-last memory order (faster convolutions on recent CPUs and GPUs): true,
     #: false, or "auto": in prediction and detection, not in training (where it was
@@ -212,7 +221,7 @@ class Config:
     #: ... and the largest random shift, in days, added to each date's position.
     sat_date_jitter: int = 0
     #: Period of the Sentinel-2 means with ``average_month``: "month" or "half_month".
-    average_period: Literal["month", "half_month"] = "month"
+    average_period: Period = "month"
     #: Exponential moving average of the weights (e.g. 0.999): validated, checkpointed
     #: and predicted with; null = off.
     ema_decay: float | None = None

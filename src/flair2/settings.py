@@ -10,12 +10,18 @@ never here: every field below is required, and ``from_config`` copies it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-from flair2.config import Config, DataConfig
-
-Period = Literal["month", "half_month"]
-Scaling = Literal["reference", "reflectance", "standardize"]
+from flair2.config import (
+    AugmentationMode,
+    Config,
+    DataConfig,
+    MonthEncoding,
+    OptimizerName,
+    Period,
+    Precision,
+    Scaling,
+    SchedulerName,
+)
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,8 @@ class SampleSettings:
     num_channels_aerial: int
     aerial_metadata: bool
     path_metadata_aerial: str
-    month_encoding: Literal["reference", "corrected"]
-    augmentation_mode: Literal["consistent", "reference"]
+    month_encoding: MonthEncoding
+    augmentation_mode: AugmentationMode
     sat_date_dropout: float
     sat_date_jitter: int
     sentinel: SentinelSettings
@@ -193,11 +199,11 @@ class OptimizerSettings:
         num_epochs: epochs the cosine decay spans.
     """
 
-    optimizer: Literal["sgd", "adamw"]
+    optimizer: OptimizerName
     lr: float
     momentum: float
     weight_decay: float
-    scheduler: Literal["none", "cosine", "plateau"]
+    scheduler: SchedulerName
     warmup_epochs: int
     num_epochs: int
 
@@ -237,7 +243,7 @@ class TrainerSettings:
     devices: int
     num_nodes: int
     strategy: str | None
-    precision: Literal["32", "16-mixed", "bf16-mixed", "32-true"]
+    precision: Precision
     enable_progress_bar: bool
     progress_rate: int
 

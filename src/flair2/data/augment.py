@@ -15,11 +15,11 @@ exactly the eight symmetries of the square, each once.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-AugmentMode = Literal["consistent", "reference"]
+from flair2.config import AugmentationMode
 
 #: Sample keys holding images whose last two axes are (rows, cols).
 _SPATIAL_KEYS = ("aerial", "labels")
@@ -44,7 +44,7 @@ def apply_flip_rotate(
     vflip: bool,
     hflip: bool,
     rot: bool,
-    mode: AugmentMode = "consistent",
+    mode: AugmentationMode = "consistent",
 ) -> dict[str, Any]:
     """Apply a given flip/rotation combination to a sample.
 
@@ -75,7 +75,7 @@ def apply_flip_rotate(
 
 def flip_rotate(
     sample: dict[str, Any],
-    mode: AugmentMode = "consistent",
+    mode: AugmentationMode = "consistent",
     generator: torch.Generator | None = None,
 ) -> dict[str, Any]:
     """Randomly flip (vertically, horizontally) and rotate a sample, p = 0.5 each.

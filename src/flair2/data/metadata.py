@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from flair2.config import MonthEncoding
 from flair2.errors import DataError
 from flair2.formats import flight_date, flight_time
 
@@ -46,8 +47,6 @@ _YEARS = (2018, 2019, 2020, 2021)
 _FIX = "fix the record in the metadata JSON, or set aerial_metadata: false"
 
 _warned_years: set[int] = set()
-
-MonthEncoding = Literal["reference", "corrected"]
 
 
 def _fail(name: str, field: str, value: Any, expected: str) -> DataError:

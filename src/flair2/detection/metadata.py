@@ -31,7 +31,8 @@ import numpy as np
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_transform
 
-from flair2.data.metadata import MonthEncoding, encode_metadata
+from flair2.config import MonthEncoding
+from flair2.data.metadata import encode_metadata
 from flair2.detection.sentinel import as_crs
 from flair2.errors import ConfigError, DataError
 from flair2.formats import flight_date, flight_time

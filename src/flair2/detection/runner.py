@@ -30,8 +30,7 @@ import rasterio
 import torch.distributed as dist
 from torch import nn
 
-from flair2.config import Config, config_from_dict, load_config
-from flair2.data.metadata import MonthEncoding
+from flair2.config import Config, MonthEncoding, config_from_dict, load_config
 from flair2.detection.grid import WindowGrid, blend_weights
 from flair2.detection.loop import StripAccumulator, WindowPredictor, ZonalDataModule
 from flair2.detection.metadata import AreaMetadata, band_elevation, window_metadata

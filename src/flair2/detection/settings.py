@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from flair2.config import Precision
 from flair2.config_checks import check_patch_size
 from flair2.detection.metadata import AreaMetadata
 from flair2.errors import ConfigError
@@ -98,7 +99,7 @@ class DetectSettings:
     num_nodes: int = 1
     strategy: str | None = None
     num_workers: int = 0
-    precision: Literal["32", "16-mixed", "bf16-mixed", "32-true"] = "32"
+    precision: Precision = "32"
     channels_last: bool = True
     compile_model: bool = False
     overwrite: bool = False

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from flair2.config import Scaling
 from flair2.data.sentinel.periods import in_year as _in_year
 from flair2.data.sentinel.periods import monthly_average as monthly_average  # re-exported
 from flair2.errors import DataError
-from flair2.settings import Scaling
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flair2.settings import Period
+from flair2.config import Period
 
 #: Day of the month each period's mean is placed on: month → 15th, halves → 8th, 23rd.
 _PERIOD_DAYS: dict[str, tuple[int, ...]] = {"month": (15,), "half_month": (8, 23)}

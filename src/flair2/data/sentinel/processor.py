@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from flair2.config import Scaling
 from flair2.data.records import SentinelFiles
 from flair2.data.sentinel.files import load_npy, read_products
 from flair2.data.sentinel.operations import (
@@ -29,7 +30,7 @@ from flair2.data.sentinel.operations import (
 )
 from flair2.data.sentinel.periods import Period, period_keys, period_means
 from flair2.errors import DataError
-from flair2.settings import Scaling, SentinelSettings
+from flair2.settings import SentinelSettings
 
 
 class SentinelProcessor:
