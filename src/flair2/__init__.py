@@ -8,7 +8,9 @@ The public API, each name imported on first use (so ``flair2 --help`` stays fast
   run, as ``flair2 train|predict|evaluate|run``;
 - :func:`detect` and :func:`load_detect_settings`: a model over a whole raster;
 - :func:`create_model`: a U-T&T or U-Net from plain values;
-- :func:`render_patch_figure`: one patch, its labels, prediction and Sentinel-2 dates.
+- :func:`render_patch_figure`: one patch, its labels, prediction and Sentinel-2 dates;
+- :func:`trusted_checkpoints`: within it, checkpoint files that carry Python
+  objects may be unpickled (refused otherwise: unpickling can run code).
 
 Datasets and data modules are in :mod:`flair2.data`, models in :mod:`flair2.models`.
 """
@@ -37,6 +39,7 @@ _EXPORTS = {
     "detect": "flair2.detection.runner",
     "load_detect_settings": "flair2.detection.settings",
     "create_model": "flair2.models.create",
+    "trusted_checkpoints": "flair2.models.checkpoint_files",
     "render_patch_figure": "flair2.viz.patch",
 }
 
@@ -57,12 +60,14 @@ __all__ = [
     "run",
     "toy_config",
     "train",
+    "trusted_checkpoints",
 ]
 
 if TYPE_CHECKING:
     from flair2.config import Config, load_config
     from flair2.detection.runner import detect
     from flair2.detection.settings import load_detect_settings
+    from flair2.models.checkpoint_files import trusted_checkpoints
     from flair2.models.create import create_model
     from flair2.pipeline import demo, evaluate, run
     from flair2.prediction.patches import predict

@@ -5,6 +5,7 @@ This package takes plain values and tensors and never imports a configuration,
 with :func:`create_model`, as with segmentation_models_pytorch.
 """
 
+from flair2.models.checkpoint_files import read_checkpoint_file, trusted_checkpoints
 from flair2.models.checkpoints import (
     LoadedCheckpoint,
     load_checkpoint_weights,
@@ -37,5 +38,7 @@ __all__ = [
     "load_checkpoint_weights",
     "map_reference_state_dict",
     "model_info",
+    "read_checkpoint_file",
     "set_channels_last",
+    "trusted_checkpoints",
 ]

@@ -14,17 +14,15 @@ Three sources are accepted by :func:`load_checkpoint_weights`:
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor, nn
 
 from flair2.errors import CheckpointError
 from flair2.formats import PATCH_MULTIPLE
+from flair2.models.checkpoint_files import read_checkpoint_file
 
 logger = logging.getLogger(__name__)
 
@@ -60,54 +58,6 @@ class LoadedCheckpoint(NamedTuple):
     epoch: int | None
     missing: list[str]
     unexpected: list[str]
-
-
-def read_checkpoint_file(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
-    """Read a torch or safetensors file into a dict, on the CPU.
-
-    Torch files are read with ``weights_only=True`` first; files holding other
-    Python objects (Lightning 1.x checkpoints of the reference do) are read again
-    with ``weights_only=False``, which runs pickled code: load only trusted files.
-
-    Args:
-        path: the file.
-        mmap: memory-map a zip-format torch file (what ``torch.save`` writes): only
-            the tensors used are read, so loading weights costs no memory for a
-            training checkpoint's optimizer state, nor a second copy of the
-            weights. The tensors stay backed by the file: use it only when they
-            are dropped before anything rewrites the file.
-
-    Raises:
-        CheckpointError: missing, unreadable, or not a mapping.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path}: not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            data: Any = load_file(str(path), device="cpu")
-        else:
-            mmap = mmap and zipfile.is_zipfile(path)
-            try:
-                data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-            except pickle.UnpicklingError:
-                logger.info("%s holds non-tensor objects: reading it with weights_only=False", path)
-                data = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        # torch.load fails with many types (zip, pickle, EOF, runtime) on a bad file.
-        raise CheckpointError(
-            f"checkpoint file {path}: cannot be read ({type(exc).__name__}: {exc})"
-        ) from exc
-    if not isinstance(data, Mapping):
-        raise CheckpointError(
-            f"checkpoint file {path}: expected a state dict or a Lightning checkpoint, "
-            f"found {type(data).__name__}"
-        )
-    return dict(data)
 
 
 def _listed(keys: list[str]) -> str:

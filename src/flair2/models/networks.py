@@ -20,7 +20,8 @@ from segmentation_models_pytorch.base import SegmentationModel
 from torch import Tensor, nn
 
 from flair2.errors import CheckpointError, ConfigError
-from flair2.models.checkpoints import read_checkpoint_file, shape_report
+from flair2.models.checkpoint_files import read_checkpoint_file
+from flair2.models.checkpoints import shape_report
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from flair2.config import Config, config_from_dict
 from flair2.errors import CheckpointError, ConfigError
-from flair2.models.checkpoints import read_checkpoint_file
+from flair2.models.checkpoint_files import read_checkpoint_file
 from flair2.training.task import stored_settings
 
 #: Keys of the run, not of a model: taken from ``--config`` for every member.
