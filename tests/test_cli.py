@@ -71,7 +71,8 @@ def test_predict_skips_existing_and_writes_labels_values(config_file: Path, tmp_
     ckpt = str(out / "checkpoints" / "last.ckpt")
     pred_dir = tmp_path / "preds"
     args = ["predict", "--config", str(config_file), "--checkpoint", ckpt, "--out", str(pred_dir)]
-    assert main([*args, "--values", "labels"]) == 0
+    args += ["--values", "labels"]
+    assert main(args) == 0
     first = sorted(pred_dir.glob("PRED_*.tif"))
     with rasterio.open(first[0]) as src:
         assert src.read(1).min() >= 1

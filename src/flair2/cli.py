@@ -1,12 +1,15 @@
 """The ``flair2`` command: each subcommand parses, loads the config and calls one function.
 
-Errors a user can fix (:class:`~flair2.errors.Flair2Error`) are printed as one
-line naming the file or key, with exit status 2; nothing imports this module.
+Errors a user can fix (:class:`~flair2.errors.Flair2Error`, and the operating
+system's: permissions, a full disk, a file in the way) are printed as one line
+naming the file or key, with exit status 2; Ctrl-C exits 130 with "interrupted".
+Nothing imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from flair2 import __version__
 from flair2.config import Config, load_config
-from flair2.errors import Flair2Error
+from flair2.errors import Flair2Error, os_error_message
 
 log = logging.getLogger("flair2")
 
@@ -63,6 +66,15 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a config key (dotted for nested keys, value parsed as YAML); repeatable",
+    )
+
+
+def _add_trust_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="also load checkpoint files that carry Python objects (unpickling runs any code "
+        "they hold): only for files from a source you trust; refused by default",
     )
 
 
@@ -253,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CKPT",
         help="continue from a checkpoint of this run ('last' = <out>/checkpoints/last.ckpt)",
     )
+    _add_trust_arg(p)
 
     p = sub.add_parser("predict", help=COMMANDS["predict"][1])
     _add_config_args(p)
@@ -285,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="average over flips and 90° rotations (default: the config's tta)",
     )
     p.add_argument("--overwrite", action="store_true", help="re-predict existing files")
+    _add_trust_arg(p)
 
     p = sub.add_parser("evaluate", help=COMMANDS["evaluate"][1])
     _add_config_args(p)
@@ -347,7 +361,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detect", help=COMMANDS["detect"][1])
     _add_config_args(p)
+    _add_trust_arg(p)
     return parser
+
+
+def _error(command: str, message: str) -> int:
+    """Print one error line (once in a distributed run) and return exit status 2."""
+    from flair2.ranks import process_rank
+
+    # Every process of a distributed run stops on the same error: say it once.
+    if process_rank() == 0:
+        print(f"flair2 {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -357,17 +382,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     handler = COMMANDS[args.command][0]
     try:
-        return handler(args)
+        with contextlib.ExitStack() as stack:
+            if getattr(args, "trust_checkpoint", False):
+                from flair2.models.checkpoint_files import trusted_checkpoints
+
+                stack.enter_context(trusted_checkpoints())
+            return handler(args)
     except Flair2Error as exc:
         # One line a user can act on; the traceback only with FLAIR2_DEBUG=1.
         if os.environ.get("FLAIR2_DEBUG"):
             raise
-        from flair2.ranks import process_rank
-
-        # Every process of a distributed run stops on the same error: say it once.
-        if process_rank() == 0:
-            print(f"flair2 {args.command}: error: {user_message(exc)}", file=sys.stderr)
-        return 2
+        return _error(args.command, user_message(exc))
+    except OSError as exc:
+        # Permissions, a full disk, a file where a folder is expected: the
+        # environment, not a bug, so one line too.
+        if os.environ.get("FLAIR2_DEBUG"):
+            raise
+        return _error(
+            args.command, user_message(exc) if exc.errno is None else os_error_message(exc)
+        )
     except KeyboardInterrupt:
         print(f"flair2 {args.command}: interrupted", file=sys.stderr)
         return 130

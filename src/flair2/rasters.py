@@ -100,3 +100,43 @@ def check_mask_values(truth: np.ndarray, path: str | os.PathLike[str]) -> None:
     """Raise DataError when a mask holds a value below 1 (label values are 1–19)."""
     if truth.size and truth.min() < 1:
         raise DataError(f"{path}: label value {int(truth.min())} found; masks hold 1–19")
+
+
+def check_raster_written(path: str | os.PathLike[str], expected: np.ndarray) -> None:
+    """Read a raster just written back and compare it with the pixels given to the writer.
+
+    GDAL reports some write errors (a full disk) only as log messages and
+    leaves a short file behind: this is what proves a file complete before it
+    takes its final name (see :func:`flair2.io.atomic_path`'s ``verify``).
+
+    Args:
+        path: the file written.
+        expected: (H, W) or (C, H, W) pixels that were written.
+
+    Raises:
+        ValueError: the file does not hold them.
+        OSError: it cannot be read back.
+    """
+    want = expected[np.newaxis] if expected.ndim == 2 else expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            got = src.read()
+    if got.shape != want.shape or not np.array_equal(got, want):
+        raise ValueError("the file read back differs from the pixels written (an incomplete write)")
+
+
+def check_raster_readable(path: str | os.PathLike[str]) -> None:
+    """Read every block of a raster just written, one block at a time (bounded memory).
+
+    For files too large to keep a copy of what was written (detection parts and
+    outputs): a block GDAL failed to write cannot be decoded.
+
+    Raises:
+        OSError: it cannot be opened or a block cannot be read.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            for _, window in src.block_windows(1):
+                src.read(window=window)

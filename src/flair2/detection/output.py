@@ -23,6 +23,7 @@ from flair2.detection.grid import WindowGrid
 from flair2.detection.writer import NODATA, OutputSpec, PartsFolder, merge_segment
 from flair2.formats import PROBABILITY_SCALE, VALUES_TAG
 from flair2.io import atomic_path
+from flair2.rasters import check_raster_readable
 
 
 def _vrt_xml(
@@ -94,6 +95,6 @@ def assemble_output(
         "BLOCKSIZE": "512",
         "OVERVIEW_RESAMPLING": "AVERAGE" if spec.probabilities else "NEAREST",
     }
-    with atomic_path(output) as tmp:
+    with atomic_path(output, verify=check_raster_readable) as tmp:
         rasterio.shutil.copy(str(vrt), str(tmp), **options)
     shutil.rmtree(parts.root, ignore_errors=True)

@@ -17,9 +17,11 @@ writes its own parts; process 0 assembles the output at the end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,17 +47,18 @@ from flair2.detection.sentinel import AreaSentinel
 from flair2.detection.settings import DetectSettings
 from flair2.detection.writer import OutputSpec, PartsFolder
 from flair2.errors import ConfigError, Flair2Error
+from flair2.io import check_output_outside, output_lock
 from flair2.models import compile_unet, load_checkpoint_weights, set_channels_last
+from flair2.models.checkpoint_files import read_checkpoint_file
 from flair2.models.checkpoints import (
     guess_configuration,
     map_reference_state_dict,
-    read_checkpoint_file,
 )
 from flair2.ranks import process_rank
 from flair2.settings import SentinelSettings
 from flair2.training.model import build_model
 from flair2.training.task import stored_settings
-from flair2.training.trainer import create_trainer, quiet_lightning, stop_other_processes
+from flair2.training.trainer import create_trainer, handle_trainer_failure, quiet_lightning
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +277,27 @@ def detect(
     """
     quiet_lightning()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        return _detect(settings, model, model_cfg)
+        output = Path(settings.output)
+        check_output_outside(output, _inputs(settings), name="config key 'output'")
+        # Two runs on one output would delete each other's part files.
+        lock_file = output.with_name(f".{output.name}.lock")
+        with output_lock(lock_file, "flair2 detect") if process_rank() == 0 else nullcontext():
+            return _detect(settings, model, model_cfg)
+
+
+def _inputs(settings: DetectSettings) -> dict[str, str | None]:
+    """What a detection reads, by config key: the output may be none of them."""
+    inputs: dict[str, str | None] = {
+        "aerial": settings.aerial,
+        "sentinel2": settings.sentinel2,
+        "checkpoint": settings.checkpoint,
+        "model_config": settings.model_config,
+    }
+    # A mosaic (VRT) reads its tiles: the output must not replace one of them either.
+    with contextlib.suppress(Exception), rasterio.open(settings.aerial) as src:
+        for i, name in enumerate(src.files[1:]):
+            inputs[f"aerial (tile {i + 1}: {Path(name).name})"] = name
+    return inputs
 
 
 def _detect(
@@ -348,15 +371,14 @@ def _detect(
     )
     start = time.perf_counter()
     try:
-        trainer.predict(module, datamodule=datamodule, return_predictions=False)
-        seconds = time.perf_counter() - start
-        processed, predicted = _gather_counts(trainer, [writer.processed, writer.predicted])
-        _finish(
-            trainer, lambda: assemble_output(parts, grid, spec, info.transform, info.crs, output)
-        )
-    except BaseException:
-        stop_other_processes(trainer)
-        raise
+        with handle_trainer_failure(trainer):
+            trainer.predict(module, datamodule=datamodule, return_predictions=False)
+            seconds = time.perf_counter() - start
+            processed, predicted = _gather_counts(trainer, [writer.processed, writer.predicted])
+            _finish(
+                trainer,
+                lambda: assemble_output(parts, grid, spec, info.transform, info.crs, output),
+            )
     finally:
         reader.close()
     result = DetectResult(output, grid.num_windows, processed, predicted, seconds)

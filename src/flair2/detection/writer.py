@@ -44,9 +44,10 @@ from rasterio.windows import Window
 from torch import Tensor
 
 from flair2.detection.grid import TILE, Segment, WindowGrid, finalize_sums
-from flair2.errors import ConfigError
+from flair2.errors import ConfigError, OutputError
 from flair2.formats import PROBABILITY_SCALE, VALUES_LABELS
 from flair2.io import TEMP_SUFFIX, atomic_path, write_json_atomic
+from flair2.rasters import check_raster_readable
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +238,20 @@ class StripWriter:
 
     def commit(self) -> None:
         """Close, rename the files into place and mark the strip done."""
-        for _, final, tmp, dst in self.files:
+        for *_, dst in self.files:
             dst.close()
+        # GDAL does not raise on every failed write (a full disk): a part is
+        # read back before it counts as done.
+        for _, final, tmp, _ in self.files:
+            try:
+                check_raster_readable(tmp)
+            except OSError as exc:
+                self.abort()
+                raise OutputError(
+                    f"{final}: cannot be written (the file read back is incomplete: {exc}; "
+                    "is the disk full?); the strip stays to do"
+                ) from exc
+        for _, final, tmp, _ in self.files:
             os.replace(tmp, final)
         self.files = []
         write_json_atomic(self.parts.strip_done(self.strip), {"strip": self.strip})
@@ -308,7 +321,10 @@ def merge_segment(
             }
             if not spec.probabilities:
                 profile["nodata"] = NODATA
-            with atomic_path(final) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            with (
+                atomic_path(final, verify=check_raster_readable) as tmp,
+                rasterio.open(tmp, "w", **profile) as dst,
+            ):
                 for col in range(0, grid.width, MERGE_COLUMNS):
                     window = Window(
                         col, 0, min(MERGE_COLUMNS, grid.width - col), seg.stop - seg.start

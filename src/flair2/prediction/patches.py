@@ -1,8 +1,11 @@
 """Predict the test patches: one georeferenced ``PRED_<id>.tif`` per patch.
 
-Files are written atomically on a background thread, so the model never waits
-for the disk and an interrupted run leaves no broken file; a re-run skips the
-patches whose files exist.
+Files are written atomically on a background thread and read back before they
+take their final name, so the model never waits for the disk and an interrupted
+or failed run leaves no broken file; a re-run skips the patches whose files
+exist, once the folder's record (:mod:`flair2.prediction.run_record`) shows they
+come from the same checkpoint and settings. A lock file keeps a second run out
+of the folder while one writes it.
 
 Under DDP every process predicts its own share of the patches (Lightning's
 sampler for prediction repeats none), writes their files itself and counts
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,16 +34,17 @@ from flair2.data.discovery import Splits, discover
 from flair2.data.records import PatchRecord
 from flair2.errors import ConfigError
 from flair2.formats import Values
-from flair2.io import remove_stale_temporaries
+from flair2.io import LOCK_NAME, check_output_outside, output_lock, remove_stale_temporaries
 from flair2.models import load_checkpoint_weights, set_channels_last
 from flair2.prediction.ensemble import EnsembleDataModule, EnsembleTask, build_ensemble
 from flair2.prediction.members import normalised_weights
 from flair2.prediction.qgis import write_qml
+from flair2.prediction.run_record import check_and_write_record, run_record
 from flair2.prediction.writer import AsyncWriter, is_done, prediction_path, write_prediction
 from flair2.ranks import process_rank
 from flair2.settings import TrainerSettings
 from flair2.training.task import SegmentationTask
-from flair2.training.trainer import create_trainer, quiet_lightning, stop_other_processes
+from flair2.training.trainer import create_trainer, handle_trainer_failure, quiet_lightning
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +209,13 @@ def predict(
 
     Returns:
         Counts and wall-clock time of the run.
+
+    Raises:
+        ConfigError: ``out_dir`` is (or lies inside) an input, or holds the
+            predictions of another run (see :mod:`flair2.prediction.run_record`).
+        CheckpointError: a checkpoint is missing, does not fit, or would run
+            code when loaded (see :func:`flair2.models.trusted_checkpoints`).
+        OutputError: a file could not be written, or another run holds the folder.
     """
     checkpoints = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     if not checkpoints:
@@ -213,15 +225,47 @@ def predict(
     tta = cfg.tta if tta is None else tta
     quiet_lightning()
     out = Path(out_dir) if out_dir else cfg.output_dir() / "predictions"
+    data = cfg.data
+    check_output_outside(
+        out,
+        {
+            "data.path_aerial_test": data.path_aerial_test,
+            "data.path_sen_test": data.path_sen_test,
+            "data.path_labels_test": data.path_labels_test,
+            **{f"checkpoint {c}": c for c in checkpoints},
+        },
+        name="--out",
+    )
+    # Checked before anything is skipped: a complete folder still proves its checkpoint.
+    record = run_record(checkpoints, weights=weights, tta=tta, values=values)
     out.mkdir(parents=True, exist_ok=True)
-    if process_rank() == 0:
-        # Hidden leftovers of files being written when a previous run was killed.
-        for prefix in ("PRED", "PROB"):
-            remove_stale_temporaries(out, f"{prefix}_*.tif")
-    # A QGIS style beside the files: drag a PRED_*.tif into QGIS and load it.
-    write_qml(out / "predictions.qml", values=values, num_classes=cfg.num_classes)
     if records is None:
         records = discover(cfg, stages=("test",)).test
+    lock = output_lock(out / LOCK_NAME, "flair2 predict") if process_rank() == 0 else nullcontext()
+    with lock:
+        if process_rank() == 0:
+            check_and_write_record(out, record, overwrite=overwrite)
+            # Hidden leftovers of files being written when a previous run was killed.
+            for prefix in ("PRED", "PROB"):
+                remove_stale_temporaries(out, f"{prefix}_*.tif")
+            # A QGIS style beside the files: drag a PRED_*.tif into QGIS and load it.
+            write_qml(out / "predictions.qml", values=values, num_classes=cfg.num_classes)
+        return _predict(
+            cfg, checkpoints, out, records, values, probabilities, tta, overwrite, weights
+        )
+
+
+def _predict(
+    cfg: Config,
+    checkpoints: list[str | Path],
+    out: Path,
+    records: list[PatchRecord],
+    values: Values,
+    probabilities: bool,
+    tta: bool,
+    overwrite: bool,
+    weights: Sequence[float] | None,
+) -> PredictResult:
     todo = [
         r
         for r in records
@@ -249,11 +293,8 @@ def predict(
         TrainerSettings.from_config(cfg), callbacks=[writer], logger=False, inference_mode=True
     )
     start = time.perf_counter()
-    try:
+    with handle_trainer_failure(trainer):
         trainer.predict(task, datamodule=datamodule, return_predictions=False)
-    except BaseException:
-        stop_other_processes(trainer)
-        raise
     seconds = time.perf_counter() - start
     counts = _counts_of_all_processes(trainer, writer.count, len(writer.unreadable))
     per_process = tuple(int(c[0]) for c in counts)

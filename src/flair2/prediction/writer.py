@@ -7,8 +7,10 @@ tag ``FLAIR2_VALUES`` saying whether the pixel values are model indices (0–12,
 what the reference writes) or label values (1–13), so the evaluator reads any
 file the right way.
 
-Every file goes through :func:`flair2.io.atomic_path`: a crash mid-write leaves
-nothing under the final name, and a re-run can trust :func:`is_done`.
+Every file goes through :func:`flair2.io.atomic_path` and is read back before it
+takes its final name (GDAL does not raise on some write errors, such as a full
+disk): a crash or a failed write leaves nothing under the final name, and a
+re-run can trust :func:`is_done`.
 
 :class:`AsyncWriter` moves the writing to a background thread so the model does
 not wait for LZW compression and disk.
@@ -41,6 +43,7 @@ from flair2.formats import (
     probability_name,
 )
 from flair2.io import atomic_path
+from flair2.rasters import check_raster_written
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +173,9 @@ def write_prediction(
     if prob_u8 is not None:
         num_bands = prob_u8.shape[0]
         with (
-            atomic_path(_probability_path_for(path)) as tmp,
+            atomic_path(
+                _probability_path_for(path), verify=lambda tmp: check_raster_written(tmp, prob_u8)
+            ) as tmp,
             rasterio.open(tmp, "w", **_profile(num_bands, height, width, crs, transform)) as dst,
         ):
             dst.write(prob_u8)
@@ -180,7 +185,7 @@ def write_prediction(
                 dst.set_band_description(band + 1, name)
 
     with (
-        atomic_path(path) as tmp,
+        atomic_path(path, verify=lambda tmp: check_raster_written(tmp, out)) as tmp,
         rasterio.open(
             tmp, "w", **_profile(1, height, width, crs, transform), photometric="palette"
         ) as dst,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from flair2.errors import OutputError
 from flair2.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     the final file, so a process killed during the write (the scheduler's time
     limit, a pre-empted node) leaves a truncated ``last.ckpt`` that no resume
     can read. Here the bytes go to a hidden file beside it, are ``fsync``-ed and
-    renamed over the final name: the old checkpoint stays valid until the new
-    one is complete. Under DDP, Lightning calls this on global rank 0 only.
+    renamed over the final name once read back complete (every entry's CRC
+    checked: a full disk does not always make the writer fail): the old
+    checkpoint stays valid until the new one is complete. Under DDP, Lightning
+    calls this on global rank 0 only.
 
     Remote paths (``s3://`` …) are left to Lightning's own writer.
     """
@@ -48,8 +52,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or "://" in str(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as handle:
-            torch.save(checkpoint, handle)
+        with (
+            atomic_path(path, durable=True, verify=_check_zip) as tmp,
+            open(tmp, "wb") as handle,
+        ):
+            try:
+                torch.save(checkpoint, handle)
+            except RuntimeError as exc:
+                # torch's zip writer reports a failed write (a full disk) this way.
+                raise OutputError(f"checkpoint {path}: cannot be written ({exc})") from exc
+
+
+def _check_zip(path: Path) -> None:
+    """Read a checkpoint just written back, checking every entry's CRC."""
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+    if bad is not None:
+        raise ValueError(f"entry {bad} of the archive is damaged")
 
 
 def collect_random_states() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,20 +26,36 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from flair2.config import Config, save_config
 from flair2.data.datamodule import FlairDataModule
-from flair2.errors import CheckpointError, ConfigError
-from flair2.io import remove_stale_temporaries
+from flair2.errors import CheckpointError, ConfigError, UnsafeCheckpointError
+from flair2.io import LOCK_NAME, check_output_outside, output_lock, remove_stale_temporaries
+from flair2.models.checkpoint_files import (
+    checkpoint_safe_globals,
+    checkpoints_trusted,
+    read_checkpoint_file,
+)
 from flair2.models.checkpoints import (
     guess_configuration,
     map_reference_state_dict,
-    read_checkpoint_file,
     shape_report,
 )
 from flair2.ranks import process_rank
 from flair2.training.task import SegmentationTask
-from flair2.training.trainer import fit_trainer, quiet_lightning, stop_other_processes
+from flair2.training.trainer import fit_trainer, handle_trainer_failure, quiet_lightning
 from flair2.viz.curves import plot_training_curves
 
 log = logging.getLogger(__name__)
+
+#: The dataset inputs a run's outputs may not overwrite or lie inside.
+_DATA_INPUTS = (
+    "path_aerial_train",
+    "path_sen_train",
+    "path_labels_train",
+    "path_aerial_test",
+    "path_sen_test",
+    "path_labels_test",
+    "path_sp_centroids",
+    "path_metadata_aerial",
+)
 
 
 @dataclass
@@ -70,6 +87,8 @@ def check_resume_checkpoint(path: Path, task: SegmentationTask) -> None:
     """
     try:
         raw = read_checkpoint_file(path)
+    except UnsafeCheckpointError:
+        raise
     except CheckpointError as exc:
         raise CheckpointError(
             f"--resume: {exc}; the file is damaged or truncated: resume from another "
@@ -106,7 +125,22 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
     """
     quiet_lightning()
     out_dir = cfg.output_dir()
+    data = cfg.data
+    check_output_outside(
+        out_dir,
+        {f"data.{key}": getattr(data, key) for key in _DATA_INPUTS},
+        name="config keys 'out_folder'/'out_model_name'",
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A second run into the same folder would interleave checkpoints and logs.
+    lock = (
+        output_lock(out_dir / LOCK_NAME, "flair2 train") if process_rank() == 0 else nullcontext()
+    )
+    with lock:
+        return _train(cfg, resume, out_dir)
+
+
+def _train(cfg: Config, resume: str | Path | None, out_dir: Path) -> TrainResult:
     ckpt_dir = out_dir / "checkpoints"
     ckpt_path: str | None = None
     if resume is not None:
@@ -134,11 +168,15 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
         save_config(cfg, out_dir / "config.yaml")
     trainer = fit_trainer(cfg, out_dir)
     log.info("training %s for up to %d epochs; outputs in %s", cfg.arch, cfg.num_epochs, out_dir)
-    try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
-    except BaseException:
-        stop_other_processes(trainer)
-        raise
+    with handle_trainer_failure(trainer), checkpoint_safe_globals():
+        # Lightning reads the resumed file itself: as safely as read_checkpoint_file
+        # did in check_resume_checkpoint (it refused it unless trusted).
+        trainer.fit(
+            task,
+            datamodule=datamodule,
+            ckpt_path=ckpt_path,
+            weights_only=not checkpoints_trusted(),
+        )
     if trainer.is_global_zero:
         _plot_curves(out_dir)
     ckpt_cb = trainer.checkpoint_callback

@@ -5,14 +5,17 @@ Trainer (accelerator check, the DDP strategy flair2's models need, the progress
 bar); :func:`fit_trainer` adds what a training run needs (checkpoints, early
 stopping, loggers). Lightning's own messages go through the application's
 handlers (:func:`quiet_lightning`), and a failure on rank 0 ends the processes
-Lightning started beside it (:func:`stop_other_processes`).
+Lightning started beside it, and Ctrl-C stays an interrupt
+(:func:`handle_trainer_failure`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +181,25 @@ def stop_other_processes(trainer: pl.Trainer) -> None:
     launcher = trainer.strategy.launcher
     if isinstance(launcher, _SubprocessScriptLauncher) and trainer.is_global_zero:
         launcher.kill(getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+@contextlib.contextmanager
+def handle_trainer_failure(trainer: pl.Trainer) -> Iterator[None]:
+    """Around a ``fit``/``predict`` call: stop the other processes on failure; Ctrl-C stays Ctrl-C.
+
+    Lightning answers Ctrl-C by tearing down and calling ``sys.exit(1)``, with
+    SIGINT then ignored: the interrupt is turned back into ``KeyboardInterrupt``
+    (the command exits 130 with "interrupted") and SIGINT's default restored.
+    """
+    try:
+        yield
+    except SystemExit as exc:
+        stop_other_processes(trainer)
+        if trainer.interrupted:
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from exc
+        raise
+    except BaseException:
+        stop_other_processes(trainer)
+        raise
