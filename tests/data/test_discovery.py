@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from flair2.config import config_from_dict
-from flair2.data.discovery import discover, discover_split, split_domains
+from flair2.data.discovery import discover, discover_split
+from flair2.data.splits import split_domains
 from flair2.errors import DataError
 
 LAYOUT = {
@@ -200,3 +201,24 @@ def test_skip_invalid_patches_counts_in_a_warning(
     splits = discover(cfg, stages=("fit",))
     assert "000001" not in [r.patch_id for r in splits.train]
     assert "skipped 1 patch(es)" in caplog.text
+
+
+def test_the_same_patch_id_twice_in_a_split_is_an_error_naming_both(tmp_path: Path) -> None:
+    layout = {"D001_2020": {"Z1_UF": ["000001", "000002"]}, "D002_2021": {"Z2_UA": ["000002"]}}
+    roots = make_layout(tmp_path, layout)
+    first = roots["aerial"] / "D001_2020" / "Z1_UF" / "img" / "IMG_000002.tif"
+    second = roots["aerial"] / "D002_2021" / "Z2_UA" / "img" / "IMG_000002.tif"
+    # Across train and validation (they share the JSON indexes) as within one of them.
+    for extra in ({"val_domains": ["D002_2021"]}, {"val_domains": []}):
+        with pytest.raises(DataError) as err:
+            discover(config_for(roots, **extra), stages=("fit",))
+        message = str(err.value)
+        assert "duplicate patch id 000002 in the train split" in message
+        assert str(first) in message and str(second) in message
+    # skip_invalid_patches cannot pick one of the two: still an error.
+    with pytest.raises(DataError, match="duplicate patch id 000002"):
+        discover(config_for(roots, skip_invalid_patches=True), stages=("fit",))
+    test_roots = make_layout(tmp_path / "t", layout, split="test")
+    cfg = config_for(roots, test_roots=test_roots)
+    with pytest.raises(DataError, match="duplicate patch id 000002 in the test split"):
+        discover(cfg, stages=("test",))

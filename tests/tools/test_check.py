@@ -11,6 +11,8 @@ import pytest
 import rasterio
 
 from flair2.config import Config, config_from_dict
+from flair2.data.sentinel.files import read_products
+from flair2.errors import DataError
 from flair2.synthetic import (
     CENTROIDS_NAME,
     METADATA_NAME,
@@ -241,3 +243,32 @@ def test_missing_test_labels_folder_still_checks_the_images(dataset: Path) -> No
     ]
     assert report.summary.splits["test"].patches == 2
     assert sum(report.summary.splits["test"].class_pixels.values()) == 0
+
+
+def test_a_patch_id_twice_in_a_split_fails_the_check(dataset: Path) -> None:
+    (zone_a, zone_b), (masks_a, masks_b) = (
+        zone_dirs(dataset, TRAIN_ROOTS, k)[:2] for k in ("aerial", "labels")
+    )
+    image = sorted(zone_a.glob("IMG_*.tif"))[0]
+    copy = zone_b / image.name
+    shutil.copy(image, copy)
+    shutil.copy(masks_a / f"MSK_{image.name[4:]}", masks_b / f"MSK_{image.name[4:]}")
+    report = check_dataset(config(dataset))
+    assert not report.ok
+    problems = [str(p) for p in report.errors if "duplicate patch id" in str(p)]
+    assert len(problems) == 1
+    assert str(image) in problems[0] and str(copy) in problems[0]
+    assert "in the train split" in problems[0]
+
+
+def test_product_dates_are_parsed_as_training_parses_them(dataset: Path) -> None:
+    # '201803 5' passed an older, more lenient check and then failed training.
+    products = sorted((dataset / TRAIN_ROOTS["sen"]).glob("*/*/sen/*_products.txt"))[0]
+    lines = products.read_text().splitlines()
+    lines[1] = lines[1][:11] + "201803 5" + lines[1][19:]
+    products.write_text("\n".join(lines) + "\n")
+    report = check_dataset(config(dataset))
+    (problem,) = errors_about(report, products)
+    assert "line 2" in str(problem) and "201803 5" in str(problem)
+    with pytest.raises(DataError):  # what training reads the file with
+        read_products(products)

@@ -26,7 +26,12 @@ from rasterio.windows import Window
 
 from flair2.classes import MAX_LABEL
 from flair2.config import Config
-from flair2.data.discovery import discover_split, list_domains, load_json_index
+from flair2.data.discovery import (
+    check_unique_ids,
+    discover_split,
+    list_domains,
+    load_json_index,
+)
 from flair2.data.metadata import encode_metadata
 from flair2.data.records import PatchRecord, SentinelFiles
 from flair2.errors import DataError
@@ -273,6 +278,9 @@ class _Checker:
             domains,
             require_labels=name == "train",
             on_problem=lambda message: self.report.errors.append(_from_message(message)),
+        )
+        check_unique_ids(
+            records, name, lambda message: self.report.errors.append(_from_message(message))
         )
         if labels is not None:
             self._orphan_zones(Path(roots["aerial"]), Path(labels))
