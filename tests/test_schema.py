@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
+import yaml
 
 from flair2.errors import ConfigError
-from flair2.schema import apply_overrides, build_dataclass, check
+from flair2.schema import apply_overrides, build_dataclass, check, safe_load
 
 
 @dataclass
@@ -54,3 +56,27 @@ def test_overrides_and_checks() -> None:
         apply_overrides({}, ["inner.size"])
     with pytest.raises(ConfigError, match="'ratio': must be > 0"):
         check(False, "ratio", "must be > 0")
+
+
+def test_a_key_given_twice_is_an_error_naming_it_and_both_lines(tmp_path: Path) -> None:
+    from flair2.config import load_config
+    from flair2.detection.settings import load_detect_settings
+
+    config = tmp_path / "run.yml"
+    config.write_text("num_epochs: 2\ndata:\n  path_aerial_train: a\n\n  path_aerial_train: b\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert str(err.value) == (
+        f"config file {config}, line 5: key 'path_aerial_train' given twice (first on line 3)"
+    )
+    zone = tmp_path / "zone.yml"
+    zone.write_text("aerial: a.tif\noverlap: 16\noverlap: 32\n")
+    with pytest.raises(ConfigError, match=r"line 3: key 'overlap' given twice \(first on line 2\)"):
+        load_detect_settings(zone)
+    config.write_text("num_epochs: 2\n")
+    with pytest.raises(ConfigError, match="key 'a' given twice"):
+        load_config(config, ["data={a: 1, a: 2}"])
+    # Still the safe loader: Python tags are refused.
+    with pytest.raises(yaml.YAMLError):
+        safe_load("x: !!python/object/apply:os.system ['true']")
+    assert safe_load("a: 1\nb: {a: 2}\n") == {"a": 1, "b": {"a": 2}}

@@ -141,6 +141,40 @@ def check(cond: bool, key: str, message: str) -> None:
         raise ConfigError(f"config key '{key}': {message}")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping of a YAML document gives the same key twice."""
+
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"line {line}: key {key!r} given twice (first on line {first_line})")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python tags), refusing a key given twice in a mapping.
+
+    Plain YAML keeps the last value of a repeated key, silently: a config with
+    ``batch_size`` twice would run with whichever came last.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Build a mapping, raising :class:`DuplicateKeyError` on a repeated key."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(key, line, seen[key])
+                seen[key] = line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    """Parse YAML safely (no Python tags), refusing duplicate keys (:class:`UniqueKeyLoader`)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no Python tags
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """Parse one ``KEY=VALUE`` override: dotted key path, YAML-parsed value."""
     if "=" not in item:
@@ -150,7 +184,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigError(f"override {item!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
     return key.split("."), value
@@ -189,7 +223,9 @@ def load_yaml_file(path: str | Path, kind: str, build: Callable[[Any], T]) -> T:
     if not path.is_file():
         raise ConfigError(f"{kind} file {path}: not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{kind} file {path}, {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{kind} file {path}: not valid YAML ({exc})") from None
     try:
