@@ -169,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``flair2 evaluate``: score a folder of predictions against the test masks."""
     from flair2.pipeline import evaluate
 
-    evaluate(_load(args), args.predictions, args.out)
+    evaluate(_load(args), args.predictions, args.out, values=args.values)
     return 0
 
 
@@ -304,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--predictions", required=True, help="folder of PRED_<id>.tif files")
     p.add_argument("--out", default=None, help="default <out_folder>/<out_model_name>/metrics")
+    p.add_argument(
+        "--values",
+        choices=("auto", "model", "labels"),
+        default="auto",
+        help="how to read predictions without a FLAIR2_VALUES tag: model indices 0–12, labels "
+        "1–13, or auto (default: decided from their values and the masks, or refused)",
+    )
 
     p = sub.add_parser("run", help=COMMANDS["run"][1])
     _add_config_args(p)

@@ -13,6 +13,8 @@ from typing import Any
 
 from flair2.config import Config, load_config
 from flair2.errors import ConfigError
+from flair2.evaluation.values import ValuesOption
+from flair2.io import check_output_outside
 from flair2.ranks import process_rank
 from flair2.synthetic import SENTINEL_ONLY_CLASSES
 
@@ -20,7 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(
-    cfg: Config, predictions: str | Path, out_dir: str | Path | None = None
+    cfg: Config,
+    predictions: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    values: ValuesOption = "auto",
 ) -> dict[str, Any]:
     """Score a folder of predictions against the config's test masks and write the report.
 
@@ -28,6 +34,8 @@ def evaluate(
         cfg: the configuration (``data.path_labels_test``).
         predictions: folder of ``PRED_<id>.tif`` files.
         out_dir: report folder (default ``<out_folder>/<out_model_name>/metrics``).
+        values: how to read files without a ``FLAIR2_VALUES`` tag (``auto``, ``model``
+            or ``labels``; see :mod:`flair2.evaluation.values`).
 
     Returns:
         The metrics (also written to ``metrics.json``).
@@ -39,6 +47,7 @@ def evaluate(
             "config key 'data.path_labels_test' is empty: test masks are needed to score"
         )
     out = Path(out_dir) if out_dir else cfg.output_dir() / "metrics"
+    check_output_outside(out, {"data.path_labels_test": cfg.data.path_labels_test}, name="--out")
     metrics = evaluate_predictions(
         predictions,
         cfg.data.path_labels_test,
@@ -46,6 +55,7 @@ def evaluate(
         num_classes=cfg.num_classes,
         example_patches=3,
         aerial_root=cfg.data.path_aerial_test or None,
+        values=values,
     )
     print(format_table(metrics))
     log.info("report: %s", out / "report.md")

@@ -227,8 +227,11 @@ def test_out_of_range_prediction_names_file(dataset):
     bad = PRED_1.copy()
     bad[0, 0] = 13
     _write_tif(preds / "PRED_000001.tif", bad)
-    with pytest.raises(DataError, match=r"PRED_000001\.tif.*outside 0\.\.12: 13"):
+    # Untagged, 0 and 13 fit neither reading; read as model indices, 13 is out of range.
+    with pytest.raises(DataError, match=r"PRED_000001\.tif.*fit neither"):
         evaluate_predictions(preds, labels)
+    with pytest.raises(DataError, match=r"PRED_000001\.tif.*outside 0\.\.12: 13"):
+        evaluate_predictions(preds, labels, values="model")
     # In label convention 0 is out of range (it maps to -1).
     _write_tif(preds / "PRED_000001.tif", PRED_1, tags={"FLAIR2_VALUES": "labels"})
     with pytest.raises(DataError, match=r"PRED_000001\.tif.*outside 0\.\.12: -1"):

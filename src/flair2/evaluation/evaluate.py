@@ -28,11 +28,17 @@ from flair2.evaluation.confusion import confusion_matrix
 from flair2.evaluation.metrics import Metrics, compute_metrics
 from flair2.evaluation.pairing import Pair, pair_predictions
 from flair2.evaluation.report import format_table, render_markdown
-from flair2.formats import image_name
+from flair2.evaluation.values import (
+    READINGS,
+    UntaggedEvidence,
+    ValuesOption,
+    as_indices,
+    file_reading,
+)
+from flair2.formats import VALUES_TAG, image_name
 from flair2.io import atomic_path, write_text_atomic
 from flair2.rasters import (
     check_mask_values,
-    prediction_indices,
     read_bands,
     read_mask,
     read_prediction,
@@ -110,8 +116,8 @@ def _write_examples(
     return examples
 
 
-def _score_pair(pair: Pair, num_classes: int) -> np.ndarray:
-    """The (K, K) confusion matrix of one patch."""
+def _read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """A pair's raw mask and prediction values, and the prediction's tags."""
     truth, _ = read_single_band(pair.mask)
     pred, tags = read_single_band(pair.prediction)
     if truth.shape != pred.shape:
@@ -120,11 +126,62 @@ def _score_pair(pair: Pair, num_classes: int) -> np.ndarray:
             f"prediction {pair.prediction} is {pred.shape[0]}×{pred.shape[1]}"
         )
     check_mask_values(truth, pair.mask)
-    indices = prediction_indices(pred, tags, pair.prediction)
+    return truth, pred, tags
+
+
+def _confusion(pair: Pair, truth: np.ndarray, indices: np.ndarray, num_classes: int) -> np.ndarray:
     try:
-        return confusion_matrix(labels_to_model(truth, num_classes), indices, num_classes)
+        return confusion_matrix(truth, indices, num_classes)
     except ValueError as exc:
         raise DataError(f"{pair.prediction}: {exc}") from exc
+
+
+def _score_pairs(
+    pairs: Sequence[Pair], num_classes: int, values: ValuesOption, progress: bool
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """The (K, K) confusion matrix of each pair, in order, and how untagged files were read.
+
+    Tagged files are read as their tag says; untagged ones as ``values`` says, or,
+    with ``auto``, as :mod:`flair2.evaluation.values` decides over all of them: both
+    readings are scored until then.
+    """
+    cms: list[np.ndarray | dict[str, np.ndarray | DataError]] = []
+    evidence = UntaggedEvidence(num_classes)
+    untagged = 0
+    for pair in _iterate(pairs, progress):
+        truth, pred, tags = _read_pair(pair)
+        untagged += VALUES_TAG not in tags
+        try:
+            reading = file_reading(tags, values)
+        except DataError as exc:
+            raise DataError(f"{pair.prediction}: {exc}") from None
+        truth = labels_to_model(truth, num_classes)
+        if reading is not None:
+            cms.append(_confusion(pair, truth, as_indices(pred, reading), num_classes))
+            continue
+        evidence.add(pair.prediction, pred, truth)
+        options: dict[str, np.ndarray | DataError] = {}
+        for option in READINGS:
+            try:
+                options[option] = _confusion(pair, truth, as_indices(pred, option), num_classes)
+            except DataError as exc:  # raised only if this reading is the one chosen
+                options[option] = exc
+        cms.append(options)
+    record: dict[str, Any] = {"untagged_files": untagged, "reading": None, "decided_by": None}
+    if untagged:
+        if values == "auto":
+            record["reading"], record["decided_by"] = evidence.decide()
+        else:
+            record["reading"], record["decided_by"] = values, "option"
+    resolved: list[np.ndarray] = []
+    for entry in cms:
+        if isinstance(entry, dict):
+            chosen_cm = entry[record["reading"]]
+            if isinstance(chosen_cm, DataError):
+                raise chosen_cm
+            entry = chosen_cm
+        resolved.append(entry)
+    return resolved, record
 
 
 def metrics_to_dict(
@@ -211,6 +268,7 @@ def evaluate_predictions(
     progress: bool = False,
     example_patches: int = 0,
     aerial_root: str | os.PathLike[str] | None = None,
+    values: ValuesOption = "auto",
 ) -> dict[str, Any]:
     """Score every ``PRED_<id>.tif`` against its ``MSK_<id>.tif``.
 
@@ -225,6 +283,9 @@ def evaluate_predictions(
             mIoU) into ``out_dir/patches/`` and show them in report.md (0: none).
         aerial_root: folder searched recursively for ``IMG_<id>.tif``; when given, the
             example panels include the aerial image (R, G, B).
+        values: how to read files without a ``FLAIR2_VALUES`` tag: ``auto`` decides
+            from their values and the masks (see :mod:`flair2.evaluation.values`),
+            ``model`` (0–12) or ``labels`` (1–13) forces it.
 
     Returns:
         The metrics dict (also the content of metrics.json): ``miou``,
@@ -232,13 +293,16 @@ def evaluate_predictions(
         ``per_domain`` (domain → ``miou``, ``overall_accuracy``, ``num_patches``,
         ``num_pixels``, ``iou`` per class), ``confusion_matrix`` (K lists of K
         counts, rows = truth), ``num_patches``, ``num_classes``, ``class_names``,
-        ``predictions_dir``, ``labels_root``, ``per_patch`` (id → mIoU) and, with
+        ``predictions_dir``, ``labels_root``, ``per_patch`` (id → mIoU),
+        ``untagged_predictions`` (``untagged_files``, the ``reading`` chosen and
+        what ``decided_by``: ``values``, ``masks`` or ``option``) and, with
         example patches, ``example_patches`` (``worst``/``best`` lists of ``id``,
         ``domain``, ``miou``, ``figure``). Undefined scores are None.
 
     Raises:
         DataError: on unpaired or duplicate files, unreadable files, shape
-            mismatches or out-of-range values; the message names the files.
+            mismatches or out-of-range values, or untagged files whose reading
+            cannot be told; the message names the files (or ``--values``).
     """
     names = class_names_for(num_classes)
     pairs = pair_predictions(predictions_dir, labels_root)
@@ -248,8 +312,8 @@ def evaluate_predictions(
     by_domain: dict[str, np.ndarray] = {}
     patches_by_domain: dict[str, int] = {}
     per_patch: dict[str, float | None] = {}
-    for pair in _iterate(pairs, progress):
-        cm = _score_pair(pair, num_classes)
+    cms, untagged = _score_pairs(pairs, num_classes, values, progress)
+    for pair, cm in zip(pairs, cms):
         total += cm
         per_patch[pair.patch_id] = _clean(compute_metrics(cm).miou)
         if pair.domain not in by_domain:
@@ -278,6 +342,7 @@ def evaluate_predictions(
         predictions_dir=str(predictions_dir),
         labels_root=str(labels_root),
         per_patch=per_patch,
+        untagged_predictions=untagged,
     )
     elapsed = time.perf_counter() - start
     log.info(
