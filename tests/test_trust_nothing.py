@@ -259,6 +259,16 @@ def test_outputs_that_would_land_on_inputs_are_refused(
     assert sorted(p.name for p in aerial.rglob("*")) == before
 
 
+def test_stats_may_not_overwrite_the_metadata_it_reads(
+    config_file: Path, tiny_root: Path, capsys: pytest.CaptureFixture
+) -> None:
+    metadata = yaml.safe_load(config_file.read_text())["data"]["path_metadata_aerial"]
+    before = Path(metadata).read_bytes()
+    assert main(["stats", "-c", str(config_file), "--out", metadata]) == 2
+    assert "is the input data.path_metadata_aerial" in _error_line(capsys, "stats")
+    assert Path(metadata).read_bytes() == before
+
+
 # ---------------------------------------------------------------------------
 # 4. Operating-system errors, locks, Ctrl-C
 

@@ -115,11 +115,13 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """``flair2 stats``: write the training split's statistics and print the config snippet."""
+    from flair2.io import check_output_outside
     from flair2.tools.stats import compute_stats, snippet_text, stats_format, write_stats
 
     cfg = _load(args)
     out = Path(args.out) if args.out else cfg.output_dir() / "dataset_stats.yaml"
     stats_format(out)  # a bad file name fails before the dataset is read
+    check_output_outside(out, cfg.data.inputs(), name="--out")
     stats = compute_stats(cfg, max_patches=args.max_patches, progress=True)
     write_stats(stats, out)
     log.info("statistics of %d training patches: %s", stats.num_patches, out)

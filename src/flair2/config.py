@@ -57,6 +57,14 @@ class DataConfig:
     path_sp_centroids: str = ""
     path_metadata_aerial: str = ""
 
+    def inputs(self) -> dict[str, str]:
+        """Every path given, by its dotted key: what no output may replace or lie inside."""
+        return {
+            f"data.{f.name}": value
+            for f in dataclasses.fields(self)
+            if (value := getattr(self, f.name))
+        }
+
 
 @dataclass
 class Config:

@@ -45,18 +45,6 @@ from flair2.viz.curves import plot_training_curves
 
 log = logging.getLogger(__name__)
 
-#: The dataset inputs a run's outputs may not overwrite or lie inside.
-_DATA_INPUTS = (
-    "path_aerial_train",
-    "path_sen_train",
-    "path_labels_train",
-    "path_aerial_test",
-    "path_sen_test",
-    "path_labels_test",
-    "path_sp_centroids",
-    "path_metadata_aerial",
-)
-
 
 @dataclass
 class TrainResult:
@@ -125,10 +113,9 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
     """
     quiet_lightning()
     out_dir = cfg.output_dir()
-    data = cfg.data
     check_output_outside(
         out_dir,
-        {f"data.{key}": getattr(data, key) for key in _DATA_INPUTS},
+        cfg.data.inputs(),
         name="config keys 'out_folder'/'out_model_name'",
     )
     out_dir.mkdir(parents=True, exist_ok=True)
