@@ -10,9 +10,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flair2.config import Config, config_from_dict
+from flair2.schema import safe_load
 
 TRAIN_ROOTS = {
     "aerial": "flair_aerial_train",
@@ -77,7 +76,7 @@ def toy_config(data_root: Path, out_folder: Path, name: str, **overrides: Any) -
         The validated configuration.
     """
     text = files("flair2.synthetic").joinpath(CONFIG_NAME).read_text(encoding="utf-8")
-    base = yaml.safe_load(text)
+    base = safe_load(text)
     base["data"] = toy_config_dict(data_root)
     base["out_folder"] = str(out_folder)
     base["out_model_name"] = name
