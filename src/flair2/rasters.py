@@ -18,7 +18,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from flair2.classes import NUM_CLASSES, labels_to_model
 from flair2.errors import DataError
-from flair2.formats import VALUES_LABELS, VALUES_MODEL, VALUES_TAG
+from flair2.formats import VALUES_LABELS, VALUES_MODEL, VALUES_TAG, Values
 
 
 def read_bands(path: str | os.PathLike[str], bands: Sequence[int] | None = None) -> np.ndarray:
@@ -62,9 +62,19 @@ def read_single_band(path: Path) -> tuple[np.ndarray, dict[str, str]]:
             raise DataError(f"cannot read {path}: {exc}") from exc
 
 
-def prediction_indices(pred: np.ndarray, tags: dict[str, str], path: Path) -> np.ndarray:
-    """Convert a prediction to model indices according to its ``FLAIR2_VALUES`` tag."""
-    convention = tags.get(VALUES_TAG, VALUES_MODEL).strip().lower()
+def prediction_indices(
+    pred: np.ndarray, tags: dict[str, str], path: Path, *, untagged: Values = "model"
+) -> np.ndarray:
+    """Convert a prediction to model indices according to its ``FLAIR2_VALUES`` tag.
+
+    Args:
+        pred: the raw values.
+        tags: the file's dataset tags.
+        path: the file, named in errors.
+        untagged: how to read a file without the tag (``model``: 0–12, ``labels``: 1–13);
+            :mod:`flair2.evaluation.values` decides it for a folder.
+    """
+    convention = tags.get(VALUES_TAG, untagged).strip().lower()
     if convention == VALUES_MODEL:
         return pred
     if convention == VALUES_LABELS:
@@ -72,8 +82,12 @@ def prediction_indices(pred: np.ndarray, tags: dict[str, str], path: Path) -> np
     raise DataError(f"{path}: tag {VALUES_TAG}={convention!r}; expected 'model' or 'labels'")
 
 
-def read_prediction(path: str | os.PathLike[str]) -> np.ndarray:
+def read_prediction(path: str | os.PathLike[str], *, untagged: Values = "model") -> np.ndarray:
     """Read a ``PRED_<id>.tif`` as model indices, whatever its ``FLAIR2_VALUES`` convention.
+
+    Args:
+        path: the file.
+        untagged: how to read it when it has no tag (``model`` or ``labels``).
 
     Returns:
         (H, W) integer array of model indices (0..K−1 for a valid file).
@@ -82,7 +96,7 @@ def read_prediction(path: str | os.PathLike[str]) -> np.ndarray:
         DataError: the file is unreadable, has several bands or an unknown convention tag.
     """
     pred, tags = read_single_band(Path(path))
-    return prediction_indices(pred, tags, Path(path))
+    return prediction_indices(pred, tags, Path(path), untagged=untagged)
 
 
 def read_mask(path: str | os.PathLike[str], num_classes: int = NUM_CLASSES) -> np.ndarray:

@@ -11,11 +11,14 @@ import pytest
 import rasterio
 import yaml
 
+import flair2.evaluation.evaluate as evaluate_module
 from conftest import tiny_settings
 from flair2.cli import main
 from flair2.errors import DataError
 from flair2.evaluation.evaluate import evaluate_predictions
+from flair2.evaluation.values import ValuesOption
 from flair2.formats import VALUES_TAG
+from flair2.rasters import read_prediction
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -51,8 +54,8 @@ def _predictions(
     return folder
 
 
-def _score(tmp_path: Path, preds: Path, **kwargs: object) -> dict:
-    return evaluate_predictions(preds, tmp_path / "labels", **kwargs)  # type: ignore[arg-type]
+def _score(tmp_path: Path, preds: Path, values: ValuesOption = "auto") -> dict:
+    return evaluate_predictions(preds, tmp_path / "labels", values=values)
 
 
 def test_label_values_without_a_13_are_read_as_labels_by_the_masks(
@@ -98,7 +101,18 @@ def test_zero_and_13_together_fit_neither_reading(
         _score(tmp_path, _predictions(tmp_path / "p", preds))
     message = str(err.value)
     assert "PRED_000001.tif" in message and "PRED_000003.tif" in message
-    assert "fit neither" in message
+    assert "fit neither" in message and "\n" not in message
+
+
+def test_a_file_out_of_range_either_way_is_named_whatever_the_others_say(
+    tmp_path: Path, masks: dict[str, np.ndarray]
+) -> None:
+    preds = {pid: m.copy() for pid, m in masks.items()}
+    preds[IDS[1]][3, 3] = 255  # a nodata value: neither an index nor a label
+    with pytest.raises(DataError) as err:
+        _score(tmp_path, _predictions(tmp_path / "p", preds))
+    message = str(err.value)
+    assert "PRED_000002.tif" in message and "fit neither" in message and "1..255" in message
 
 
 def test_values_the_masks_cannot_tell_apart_are_refused_naming_the_option(
@@ -107,8 +121,9 @@ def test_values_the_masks_cannot_tell_apart_are_refused_naming_the_option(
     rng = np.random.default_rng(1)
     preds = {pid: rng.integers(1, 13, (16, 16)) for pid in IDS}  # noise in 1..12
     folder = _predictions(tmp_path / "p", preds)
-    with pytest.raises(DataError, match="pass --values model or --values labels"):
+    with pytest.raises(DataError, match="pass --values model or --values labels") as err:
         _score(tmp_path, folder)
+    assert "\n" not in str(err.value)
     forced = _score(tmp_path, folder, values="labels")
     assert forced["untagged_predictions"] == {
         "untagged_files": 3,
@@ -117,15 +132,66 @@ def test_values_the_masks_cannot_tell_apart_are_refused_naming_the_option(
     }
 
 
-def test_tagged_files_follow_their_tag_whatever_the_option(
+def test_a_forced_reading_is_applied_even_against_the_evidence(
     tmp_path: Path, masks: dict[str, np.ndarray]
+) -> None:
+    as_labels = _predictions(tmp_path / "l", {pid: m.copy() for pid, m in masks.items()})
+    forced = _score(tmp_path, as_labels, values="model")  # auto would pick labels
+    assert forced["miou"] < 0.2
+    assert forced["untagged_predictions"]["decided_by"] == "option"
+    as_model = _predictions(tmp_path / "m", {pid: m - 1 for pid, m in masks.items()})
+    with pytest.raises(DataError, match=r"PRED_\d+\.tif.*outside 0\.\.12: -1"):
+        _score(tmp_path, as_model, values="labels")  # its zeros become -1
+
+
+def test_tagged_files_follow_their_tag_whatever_the_option(
+    tmp_path: Path, masks: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
 ) -> None:
     preds = {pid: m.copy() for pid, m in masks.items()}  # labels, without any 13
     folder = _predictions(tmp_path / "p", preds, {VALUES_TAG: "labels"})
-    for option in ("auto", "model", "labels"):
-        metrics = _score(tmp_path, folder, values=option)
+    options: tuple[ValuesOption, ...] = ("auto", "model", "labels")
+    for option in options:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            metrics = _score(tmp_path, folder, values=option)
         assert metrics["miou"] == 1.0
         assert metrics["untagged_predictions"]["untagged_files"] == 0
+        conflicts = [r for r in caplog.records if "not as --values" in r.getMessage()]
+        # The tag wins; a contradicting option is reported once for the whole folder.
+        assert len(conflicts) == (1 if option == "model" else 0)
+        if conflicts:
+            assert "3 tagged prediction file(s)" in conflicts[0].getMessage()
+
+
+def test_read_prediction_reads_untagged_files_as_asked_and_tagged_ones_as_tagged(
+    tmp_path: Path,
+) -> None:
+    values = np.array([[1, 2], [12, 13]])
+    _tif(tmp_path / "u.tif", values)
+    _tif(tmp_path / "t.tif", values, {VALUES_TAG: "model"})
+    np.testing.assert_array_equal(read_prediction(tmp_path / "u.tif"), values)
+    np.testing.assert_array_equal(
+        read_prediction(tmp_path / "u.tif", untagged="labels"), values - 1
+    )
+    np.testing.assert_array_equal(read_prediction(tmp_path / "t.tif", untagged="labels"), values)
+
+
+def test_example_patches_are_drawn_with_the_reading_chosen(
+    tmp_path: Path, masks: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[np.ndarray] = []
+
+    def record(truth: np.ndarray, pred: np.ndarray, *args: object, **kwargs: object) -> None:
+        drawn.append(pred)
+
+    monkeypatch.setattr(evaluate_module, "build_comparison_figure", record)
+    monkeypatch.setattr(evaluate_module, "save_figure", lambda *args: None)
+    preds = {pid: m.copy() for pid, m in masks.items()}  # labels, decided by the masks
+    folder = _predictions(tmp_path / "p", preds)
+    evaluate_predictions(folder, tmp_path / "labels", tmp_path / "out", example_patches=1)
+    assert len(drawn) == 2  # the worst and the best
+    for pred in drawn:
+        assert any(np.array_equal(pred, m - 1) for m in masks.values())
 
 
 def test_the_command_refuses_an_ambiguous_folder_in_one_line(

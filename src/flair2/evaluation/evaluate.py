@@ -35,7 +35,7 @@ from flair2.evaluation.values import (
     as_indices,
     file_reading,
 )
-from flair2.formats import VALUES_TAG, image_name
+from flair2.formats import VALUES_TAG, Values, image_name
 from flair2.io import atomic_path, write_text_atomic
 from flair2.rasters import (
     check_mask_values,
@@ -74,8 +74,11 @@ def _write_examples(
     names: list[str],
     aerial_root: str | os.PathLike[str] | None,
     count: int,
+    untagged: Values,
 ) -> dict[str, list[dict[str, Any]]]:
     """Draw the ``count`` worst and best patches by mIoU into ``out_dir/patches``.
+
+    Untagged predictions are drawn as ``untagged`` says: the reading they were scored with.
 
     Returns:
         ``{"worst": [...], "best": [...]}``, each entry ``id``, ``domain``, ``miou`` and
@@ -97,7 +100,7 @@ def _write_examples(
             miou = per_patch[patch_id]
             fig = build_comparison_figure(
                 read_mask(pair.mask, len(names)),
-                read_prediction(pair.prediction),
+                read_prediction(pair.prediction, untagged=untagged),
                 names,
                 rgb=rgb,
                 title=f"{kind} #{rank}: IMG_{patch_id} ({pair.domain}), mIoU {miou:.3f}",
@@ -148,6 +151,7 @@ def _score_pairs(
     cms: list[np.ndarray | dict[str, np.ndarray | DataError]] = []
     evidence = UntaggedEvidence(num_classes)
     untagged = 0
+    overridden: list[Path] = []  # tagged files whose tag contradicts a forced ``values``
     for pair in _iterate(pairs, progress):
         truth, pred, tags = _read_pair(pair)
         untagged += VALUES_TAG not in tags
@@ -155,6 +159,8 @@ def _score_pairs(
             reading = file_reading(tags, values)
         except DataError as exc:
             raise DataError(f"{pair.prediction}: {exc}") from None
+        if VALUES_TAG in tags and values != "auto" and reading != values:
+            overridden.append(pair.prediction)
         truth = labels_to_model(truth, num_classes)
         if reading is not None:
             cms.append(_confusion(pair, truth, as_indices(pred, reading), num_classes))
@@ -166,7 +172,23 @@ def _score_pairs(
                 options[option] = _confusion(pair, truth, as_indices(pred, option), num_classes)
             except DataError as exc:  # raised only if this reading is the one chosen
                 options[option] = exc
+        if all(isinstance(v, DataError) for v in options.values()):
+            # Out of range whichever way it is read (a 255 nodata, a 0 beside a 13):
+            # say so now, in the file's raw values, rather than after a decision.
+            raise DataError(
+                f"{pair.prediction}: values fit neither model indices 0–{num_classes - 1} nor "
+                f"labels 1–{num_classes} ({_raw_range(pred)}); write them in one of the two"
+            )
         cms.append(options)
+    if overridden:
+        log.warning(
+            "%d tagged prediction file(s) (e.g. %s) are read as their %s tag says, not as "
+            "--values %s: the option applies to untagged files only",
+            len(overridden),
+            overridden[0],
+            VALUES_TAG,
+            values,
+        )
     record: dict[str, Any] = {"untagged_files": untagged, "reading": None, "decided_by": None}
     if untagged:
         if values == "auto":
@@ -182,6 +204,11 @@ def _score_pairs(
             entry = chosen_cm
         resolved.append(entry)
     return resolved, record
+
+
+def _raw_range(pred: np.ndarray) -> str:
+    """``values 0..255``: the smallest and largest raw value of a prediction."""
+    return f"values {int(pred.min())}..{int(pred.max())}"
 
 
 def metrics_to_dict(
@@ -355,7 +382,13 @@ def evaluate_predictions(
     if out_dir is not None:
         if example_patches > 0:
             result["example_patches"] = _write_examples(
-                pairs, per_patch, Path(out_dir), names, aerial_root, example_patches
+                pairs,
+                per_patch,
+                Path(out_dir),
+                names,
+                aerial_root,
+                example_patches,
+                untagged["reading"] or "model",
             )
         _write_outputs(result, total, Path(out_dir))
     return result

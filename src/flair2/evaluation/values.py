@@ -17,8 +17,13 @@ is decided, over all of them together:
    warning naming both accuracies; closer than that, the folder is refused as
    ambiguous, naming ``--values``.
 
-``values="model"`` or ``"labels"`` forces the reading of untagged files (tagged
-files still follow their tag). The decision is recorded in ``metrics.json``.
+A file whose values fit neither reading (a 255, a 0 beside a K) is an error naming
+it, whatever the rest of the folder says.
+
+``values="model"`` or ``"labels"`` forces the reading of untagged files. Tagged
+files still follow their tag: the tag was written by the tool that knew; a tag
+contradicting the forced option is logged once (a count and an example file). The
+decision is recorded in ``metrics.json`` (``untagged_predictions``).
 """
 
 from __future__ import annotations
@@ -107,8 +112,10 @@ class UntaggedEvidence:
                 f"labels 1–{top}; write the folder with one convention"
             )
         if self.with_zero is not None:
+            log.info("untagged predictions read as model indices: %s holds a 0", self.with_zero)
             return "model", "values"
         if self.with_top is not None:
+            log.info("untagged predictions read as labels: %s holds a %d", self.with_top, top)
             return "labels", "values"
         model, labels = self.accuracy("model"), self.accuracy("labels")
         if abs(model - labels) < MARGIN or not np.isfinite(model - labels):
