@@ -37,6 +37,7 @@ from flair2.formats import (
     SENTINEL_PRODUCTS,
     SENTINEL_SUFFIXES,
     image_name,
+    image_stem,
     mask_name,
 )
 from flair2.settings import SplitSettings
@@ -127,6 +128,21 @@ def _parse_centroid(value: Any) -> tuple[int, int] | None:
     return None
 
 
+def metadata_record(metadata: dict[str, Any], pid: str, image: Path) -> dict[str, Any]:
+    """The aerial metadata record of a patch: ``metadata["IMG_<id>"]``, a JSON object.
+
+    Keyed by the official stem whatever the case of the image file's name.
+
+    Raises:
+        DataError: no such record, or not an object (the message starts with ``image``).
+    """
+    key = image_stem(pid)
+    entry = metadata.get(key)
+    if not isinstance(entry, dict):
+        raise DataError(f"{image}: no record {key} in the aerial metadata JSON")
+    return entry
+
+
 def discover_split(
     aerial_root: str | Path,
     sen_root: str | Path,
@@ -205,11 +221,11 @@ def discover_split(
                     continue
                 record: dict[str, Any] = {}
                 if metadata is not None:
-                    entry = metadata.get(img.stem)
-                    if not isinstance(entry, dict):
-                        report(f"{img}: no record {img.stem} in the aerial metadata JSON")
+                    try:
+                        record = metadata_record(metadata, pid, img)
+                    except DataError as exc:
+                        report(str(exc))
                         continue
-                    record = entry
                 records.append(
                     PatchRecord(
                         patch_id=pid,

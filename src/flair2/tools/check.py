@@ -5,6 +5,9 @@ not raising, each pairing problem) and then opens every file to check its conten
 band count, size and type of the aerial patches, masks that match them and hold
 label values 1–19, Sentinel-2 arrays and product lists that agree with each other,
 centroid crops inside their super-area, metadata records the encoder accepts.
+Each field is parsed by the function training parses it with (the products reader,
+the ``.npy`` loader, the centroid crop, the metadata lookup and encoder), so what
+passes the check can be read by training.
 
 Problems that would stop training or prediction are errors; the rest (a crop that
 leaves the super-area and gets padded, a test patch without a mask…) are warnings.
@@ -31,11 +34,14 @@ from flair2.data.discovery import (
     discover_split,
     list_domains,
     load_json_index,
+    metadata_record,
 )
 from flair2.data.metadata import encode_metadata
 from flair2.data.records import PatchRecord, SentinelFiles
+from flair2.data.sentinel.files import load_npy, read_products
+from flair2.data.sentinel.operations import crop_centered
 from flair2.errors import DataError
-from flair2.formats import MSK_PATTERN, PATCH_MULTIPLE, is_patch_multiple, product_date
+from flair2.formats import MSK_PATTERN, PATCH_MULTIPLE, is_patch_multiple
 from flair2.tools.check_report import CheckReport, Problem, SplitSummary
 
 log = logging.getLogger(__name__)
@@ -67,20 +73,37 @@ class _Checker:
     def error(self, message: str, file: Path | None = None) -> None:
         self.report.errors.append(Problem(message, file))
 
+    def reader_error(self, exc: DataError, file: Path) -> None:
+        """An error of one of training's readers, its message starting with ``file``."""
+        text = str(exc)
+        for name in (str(file), str(file.resolve())):
+            if text.startswith(name):
+                text = text[len(name) :].lstrip(":, ")
+        self.error(text, file)
+
     def warning(self, message: str, file: Path | None = None) -> None:
         self.report.warnings.append(Problem(message, file))
 
     # -- Sentinel-2 -----------------------------------------------------------
     def _load_npy(self, path: Path) -> np.ndarray | None:
         try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except _READ_ERRORS as exc:
-            self.error(f"unreadable .npy array ({exc}); re-extract the file", path)
+            return load_npy(path)  # training's reader: what it refuses fails here
+        except DataError as exc:
+            self.reader_error(exc, path)
             return None
-        if not isinstance(array, np.ndarray) or array.dtype.kind not in "uif":
-            self.error("not a numeric .npy array; re-extract the file", path)
-            return None
-        return array
+
+    def _check_finite(self, path: Path, data: np.ndarray) -> None:
+        """Training refuses a crop holding NaN or infinity; only float arrays can hold them."""
+        if data.dtype.kind != "f":
+            return
+        # One date at a time: a zone's whole series can weigh gigabytes.
+        bad = sum(int(np.count_nonzero(~np.isfinite(data[t]))) for t in range(data.shape[0]))
+        if bad:
+            self.error(
+                f"{bad} NaN or infinite value(s): training refuses the crops holding them; "
+                "re-extract the zone's Sentinel-2 files",
+                path,
+            )
 
     def check_zone(self, files: SentinelFiles) -> tuple[int, int] | None:
         """Check a zone's three Sentinel-2 files; return the super-area (H, W) if usable."""
@@ -99,6 +122,7 @@ class _Checker:
                 self.error("the series holds no date", files.data)
             else:
                 shape = (int(data.shape[2]), int(data.shape[3]))
+                self._check_finite(files.data, data)
                 if data.dtype != np.uint16:
                     self.warning(
                         f"dtype {data.dtype}, expected uint16 (reflectance × 10000); "
@@ -128,26 +152,13 @@ class _Checker:
                 self.dates.append(len(products))
         return shape
 
-    def _products(self, path: Path) -> list[datetime.date] | None:
+    def _products(self, path: Path) -> tuple[datetime.date, ...] | None:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            self.error(f"unreadable ({exc})", path)
+            dates = read_products(path)  # training's reader, line by line
+        except DataError as exc:
+            self.reader_error(exc, path)
             return None
-        while lines and not lines[-1].strip():
-            lines.pop()
-        dates = []
-        for number, line in enumerate(lines, 1):
-            try:
-                dates.append(product_date(line))
-            except ValueError:
-                self.error(
-                    f"line {number} {line.strip()!r} is not a Sentinel-2 product name with "
-                    "the date YYYYMMDD at characters 11–18",
-                    path,
-                )
-                return None
-        if dates != sorted(dates):
+        if list(dates) != sorted(dates):
             self.warning("product dates are not in chronological order", path)
         if len({d.year for d in dates}) > 1:
             self.warning("product dates span several years (expected one calendar year)", path)
@@ -160,10 +171,13 @@ class _Checker:
         r0, c0 = row - size // 2, col - size // 2
         r1, c1 = r0 + size, c0 + size
         where = f"centroid {list(rec.centroid)} in super-area {h}×{w} (sat_patch_size {size})"
-        inside = 0 <= row <= h and 0 <= col <= w
-        if not inside or min(r1, h) <= max(r0, 0) or min(c1, w) <= max(c0, 0):
+        try:
+            # Training's crop on a one-value stand-in of the super-area: its rule, no read.
+            crop_centered(np.broadcast_to(np.uint8(0), (1, 1, h, w)), rec.centroid, size)
+        except DataError:
             self.error(f"{where}: the crop lies entirely outside", rec.aerial)
-        elif r0 < 0 or c0 < 0 or r1 > h or c1 > w:
+            return
+        if r0 < 0 or c0 < 0 or r1 > h or c1 > w:
             self.warning(f"{where}: the crop is partly outside (the loader pads it)", rec.aerial)
 
     # -- Aerial patch, mask, metadata ------------------------------------------
@@ -172,15 +186,16 @@ class _Checker:
         if rec.label is not None:
             self._check_mask(rec.label, size, hist)
         if self.metadata is not None:
-            entry = self.metadata.get(rec.name)
-            report = self.error if self.cfg.aerial_metadata else self.warning
-            if entry is None:
-                report(f"no record {rec.name} in the aerial metadata JSON", self.metadata_path)
-            else:
-                try:
-                    encode_metadata(entry, rec.name, self.cfg.month_encoding)
-                except DataError as exc:
-                    report(str(exc), self.metadata_path)
+            problems = self.report.errors if self.cfg.aerial_metadata else self.report.warnings
+            try:
+                entry = metadata_record(self.metadata, rec.patch_id, rec.aerial)
+            except DataError as exc:
+                problems.append(_from_message(str(exc)))
+                return
+            try:  # what training feeds the model: its encoder decides
+                encode_metadata(entry, rec.name, self.cfg.month_encoding)
+            except DataError as exc:
+                problems.append(Problem(str(exc), self.metadata_path))
 
     def _check_aerial(self, path: Path) -> tuple[int, int] | None:
         want = self.cfg.num_channels_aerial
