@@ -130,7 +130,7 @@ def test_every_planted_problem_is_reported(dataset: Path) -> None:
     (p,) = errors_about(report, bad_label)
     assert "15 pixel(s) with label values outside 1–19 (25)" in p.message
     (p,) = errors_about(report, products)
-    assert "3 product lines" in p.message and "holds 4 dates" in p.message
+    assert "3 products listed" in p.message and "holds 4 dates" in p.message
     assert len(report.errors) == 5, text
     for path in (masks_a[0].name, four_band, data_b, bad_label, products):
         assert str(path) in text
@@ -158,7 +158,7 @@ def test_truncated_tif_and_shape_mismatches(dataset: Path) -> None:
     (p,) = errors_about(report, second_mask)
     assert p.message == "64×64 pixels, the aerial image is 32×32"
     (p,) = errors_about(report, masks_file)
-    assert "does not match the data" in p.message
+    assert "does not match data shape" in p.message
 
 
 def test_indexes_centroids_and_orphans(dataset: Path) -> None:

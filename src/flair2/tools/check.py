@@ -38,7 +38,7 @@ from flair2.data.discovery import (
 )
 from flair2.data.metadata import encode_metadata
 from flair2.data.records import PatchRecord, SentinelFiles
-from flair2.data.sentinel.files import load_npy, read_products
+from flair2.data.sentinel.files import load_npy, read_products, zone_shape_problems
 from flair2.data.sentinel.operations import crop_centered
 from flair2.errors import DataError
 from flair2.formats import MSK_PATTERN, PATCH_MULTIPLE, is_patch_multiple
@@ -111,16 +111,22 @@ class _Checker:
         masks = self._load_npy(files.masks)
         products = self._products(files.products)
         shape: tuple[int, int] | None = None
+        if data is not None and data.ndim == 4 and data.shape[1] != self.cfg.num_channels_sat:
+            self.error(
+                f"shape {tuple(data.shape)}, expected (T, {self.cfg.num_channels_sat}, H, W)",
+                files.data,
+            )
+            data = None
         if data is not None:
-            if data.ndim != 4 or data.shape[1] != self.cfg.num_channels_sat:
-                self.error(
-                    f"shape {tuple(data.shape)}, expected (T, {self.cfg.num_channels_sat}, H, W)",
-                    files.data,
-                )
-                data = None
-            elif data.shape[0] == 0:
-                self.error("the series holds no date", files.data)
-            else:
+            problems = zone_shape_problems(
+                files,
+                tuple(data.shape),
+                None if masks is None else tuple(masks.shape),
+                None if products is None else len(products),
+            )
+            for file, message in problems:  # training's rule (flair2.data.sentinel.files)
+                self.error(message, file)
+            if data.ndim == 4 and data.shape[0] > 0:
                 shape = (int(data.shape[2]), int(data.shape[3]))
                 self._check_finite(files.data, data)
                 if data.dtype != np.uint16:
@@ -129,27 +135,10 @@ class _Checker:
                         "the Sentinel-2 scaling assumes uint16",
                         files.data,
                     )
-        if data is not None and masks is not None:
-            t, _, h, w = data.shape
-            if masks.shape != (t, 2, h, w):
-                self.error(
-                    f"shape {tuple(masks.shape)} does not match the data {tuple(data.shape)}: "
-                    f"expected {(t, 2, h, w)}",
-                    files.masks,
-                )
-            elif masks.dtype != np.uint8:
-                self.warning(
-                    f"dtype {masks.dtype}, expected uint8 probabilities 0–100", files.masks
-                )
-        if data is not None and products is not None:
-            if len(products) != data.shape[0]:
-                self.error(
-                    f"{len(products)} product lines but {files.data.name} holds "
-                    f"{data.shape[0]} dates",
-                    files.products,
-                )
-            else:
+            if not problems and products is not None:
                 self.dates.append(len(products))
+        if masks is not None and masks.dtype != np.uint8:
+            self.warning(f"dtype {masks.dtype}, expected uint8 probabilities 0–100", files.masks)
         return shape
 
     def _products(self, path: Path) -> tuple[datetime.date, ...] | None:

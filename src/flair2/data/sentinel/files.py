@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flair2.data.records import SentinelFiles
 from flair2.errors import DataError
 from flair2.formats import product_date
 
@@ -92,3 +93,50 @@ def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
             "re-extract it or remove the patch"
         )
     return array
+
+
+# ---------------------------------------------------------------------------
+# Agreement of a zone's three files
+
+
+def zone_shape_problems(
+    files: SentinelFiles,
+    data_shape: tuple[int, ...],
+    masks_shape: tuple[int, ...] | None,
+    dates: int | None,
+) -> list[tuple[Path, str]]:
+    """What makes a zone's data, masks and products disagree: one (file, message) each.
+
+    The one rule training (:class:`~flair2.data.sentinel.processor.SentinelProcessor`)
+    and ``flair2 check-data`` apply: data (T, C, H, W) with T >= 1, masks
+    (T, 2, H, W), one product line per date.
+
+    Args:
+        files: the zone's files, named in the messages.
+        data_shape: the data array's shape.
+        masks_shape: the masks array's shape (None: not checked).
+        dates: the number of product lines (None: not checked).
+
+    Returns:
+        The problems, in file order; empty when the files fit together.
+    """
+    if len(data_shape) != 4:
+        return [(files.data, f"expected a (T, C, H, W) Sentinel-2 array, got shape {data_shape}")]
+    t, _, height, width = data_shape
+    problems: list[tuple[Path, str]] = []
+    if t == 0:
+        problems.append((files.data, "the Sentinel-2 series holds no date"))
+    expected = (t, 2, height, width)
+    if masks_shape is not None and tuple(masks_shape) != expected:
+        problems.append(
+            (
+                files.masks,
+                f"masks shape {tuple(masks_shape)} does not match data shape {data_shape} of "
+                f"{files.data.name} (expected {expected})",
+            )
+        )
+    if dates is not None and dates != t:
+        problems.append(
+            (files.products, f"{dates} products listed but {files.data.name} holds {t} dates")
+        )
+    return problems

@@ -21,7 +21,7 @@ import numpy as np
 
 from flair2.config import Scaling
 from flair2.data.records import SentinelFiles
-from flair2.data.sentinel.files import load_npy, read_products
+from flair2.data.sentinel.files import load_npy, read_products, zone_shape_problems
 from flair2.data.sentinel.operations import (
     cloud_filter,
     crop_centered,
@@ -115,25 +115,10 @@ class SentinelProcessor:
         data = self._array(files.data)
         masks = self._array(files.masks)
         count, positions, keys = self._zone_dates(files.products)
-        if data.ndim != 4:
-            raise DataError(
-                f"{files.data}: expected a (T, C, H, W) Sentinel-2 array, got shape "
-                f"{tuple(data.shape)}; re-extract the zone's Sentinel-2 files"
-            )
-        t, _, height, width = data.shape
-        if masks.shape != (t, 2, height, width):
-            raise DataError(
-                f"{files.masks}: masks shape {tuple(masks.shape)} does not match data shape "
-                f"{tuple(data.shape)} of {files.data} (expected {(t, 2, height, width)}); "
-                "re-extract the zone's Sentinel-2 files"
-            )
-        if count != t:
-            raise DataError(
-                f"{files.products}: {count} products listed but {files.data} holds {t} dates "
-                f"(shape {tuple(data.shape)}); re-extract the zone's Sentinel-2 files"
-            )
-        if t == 0:
-            raise DataError(f"{files.data}: the Sentinel-2 series holds no date")
+        problems = zone_shape_problems(files, tuple(data.shape), tuple(masks.shape), count)
+        if problems:
+            file, message = problems[0]
+            raise DataError(f"{file}: {message}; re-extract the zone's Sentinel-2 files")
         try:
             kept = None
             if self.filter_clouds:
