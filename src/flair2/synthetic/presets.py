@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from flair2.classes import CLASSES
 from flair2.config import Config, config_from_dict
 
 TRAIN_ROOTS = {
@@ -32,6 +33,30 @@ CONFIG_NAME = "toy.yml"
 #: Classes of the toy dataset that only the Sentinel-2 series tells apart: they look
 #: alike from the air and differ in their seasonal profile.
 SENTINEL_ONLY_CLASSES = ("herbaceous vegetation", "agricultural land", "plowed land")
+#: Classes 1–9 of the toy dataset: their aerial looks differ, the image separates them.
+AERIAL_CLASSES = tuple(c for c in CLASSES[:12] if c not in SENTINEL_ONLY_CLASSES)
+#: The class groups every comparison on the toy data reports (the demo, bench/fusion.py):
+#: group name → classes; "all" is the 12 scored classes (the mIoU's).
+CLASS_GROUPS: dict[str, tuple[str, ...]] = {
+    "aerial classes 1-9": AERIAL_CLASSES,
+    "Sentinel-2-only classes 10-12": SENTINEL_ONLY_CLASSES,
+    "all 12 classes": tuple(CLASSES[:12]),
+}
+
+
+def group_scores(per_class_iou: dict[str, float | None]) -> dict[str, float]:
+    """Mean IoU of each of :data:`CLASS_GROUPS` (a class without a score counts 0).
+
+    Args:
+        per_class_iou: class name → IoU, as the evaluation reports it.
+
+    Returns:
+        Group name → mean IoU over the group's classes.
+    """
+    return {
+        group: sum(per_class_iou.get(c) or 0.0 for c in classes) / len(classes)
+        for group, classes in CLASS_GROUPS.items()
+    }
 
 
 #: Config keys of a tiny U-T&T for quick CPU runs on toy data (tests, the benchmarks'

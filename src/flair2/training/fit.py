@@ -2,7 +2,7 @@
 
 A run writes everything under ``<out_folder>/<out_model_name>/``:
 ``config.yaml`` (the resolved config), ``checkpoints/best-*.ckpt`` (lowest
-validation loss) and ``checkpoints/last.ckpt`` (rewritten after every epoch's
+validation loss, or highest validation mIoU with ``checkpoint_monitor: val_miou``) and ``checkpoints/last.ckpt`` (rewritten after every epoch's
 validation, improved or not), ``logs/tensorboard/`` and
 ``logs/csv/version_N/metrics.csv`` (one version per invocation, resumes included).
 
@@ -27,6 +27,7 @@ from flair2.config import Config, save_config
 from flair2.data.datamodule import FlairDataModule
 from flair2.errors import CheckpointError, ConfigError
 from flair2.io import remove_stale_temporaries
+from flair2.models.aerial_init import load_aerial_weights
 from flair2.models.checkpoints import (
     guess_configuration,
     map_reference_state_dict,
@@ -102,7 +103,9 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
             picks ``checkpoints/last.ckpt`` of the output folder.
 
     Returns:
-        The run's output folder, checkpoints and best validation loss.
+        The run's output folder, checkpoints and best monitored score
+        (``best_val_loss``: the validation loss, or mIoU with
+        ``checkpoint_monitor: val_miou``).
     """
     quiet_lightning()
     out_dir = cfg.output_dir()
@@ -130,6 +133,9 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
     task = SegmentationTask(cfg, patch_size=datamodule.patch_size())
     if ckpt_path is not None:
         check_resume_checkpoint(Path(ckpt_path), task)
+    elif cfg.init_aerial_from:
+        # A resumed run has its own aerial weights; only a new run starts from another's.
+        load_aerial_weights(task.model, cfg.init_aerial_from)
     if process_rank() == 0:
         save_config(cfg, out_dir / "config.yaml")
     trainer = fit_trainer(cfg, out_dir)
