@@ -104,7 +104,14 @@ def test_without_aux_only_the_combination_is_returned() -> None:
     model = _model(patch=32)
     inputs = make_inputs(batch=1, dates=2, patch=32)
     with torch.no_grad():
-        out = model(inputs["aerial"], inputs["sen2"], inputs["positions"], None, inputs["metadata"], with_aux=False)
+        out = model(
+            inputs["aerial"],
+            inputs["sen2"],
+            inputs["positions"],
+            None,
+            inputs["metadata"],
+            with_aux=False,
+        )
         full = _run(model, inputs)
     assert out.aux_logits is None and out.aerial_logits is None
     assert torch.equal(out.logits, full.logits)
@@ -116,4 +123,6 @@ def test_input_errors() -> None:
     with pytest.raises(ValueError, match="needs the Sentinel-2 series"):
         model(inputs["aerial"], None, inputs["positions"], None, inputs["metadata"])
     with pytest.raises(ValueError, match="built for 32×32 aerial patches"):
-        model(torch.rand(1, 5, 64, 64), inputs["sen2"], inputs["positions"], None, inputs["metadata"])
+        model(
+            torch.rand(1, 5, 64, 64), inputs["sen2"], inputs["positions"], None, inputs["metadata"]
+        )

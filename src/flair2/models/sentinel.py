@@ -45,7 +45,9 @@ def footprint_grid(
     """
     ratio = aerial_resolution / sat_resolution
     offset = (sat_size - patch_size * ratio) / 2.0
-    centres = offset + (torch.arange(patch_size, device=like.device, dtype=like.dtype) + 0.5) * ratio
+    centres = (
+        offset + (torch.arange(patch_size, device=like.device, dtype=like.dtype) + 0.5) * ratio
+    )
     coords = 2.0 * centres / sat_size - 1.0
     y, x = torch.meshgrid(coords, coords, indexing="ij")
     return torch.stack((x, y), dim=-1).unsqueeze(0)

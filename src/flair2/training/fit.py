@@ -2,8 +2,9 @@
 
 A run writes everything under ``<out_folder>/<out_model_name>/``:
 ``config.yaml`` (the resolved config), ``checkpoints/best-*.ckpt`` (lowest
-validation loss, or highest validation mIoU with ``checkpoint_monitor: val_miou``) and ``checkpoints/last.ckpt`` (rewritten after every epoch's
-validation, improved or not), ``logs/tensorboard/`` and
+validation loss, or highest validation mIoU with ``checkpoint_monitor: val_miou``)
+and ``checkpoints/last.ckpt`` (rewritten after every epoch's validation, improved
+or not), ``logs/tensorboard/`` and
 ``logs/csv/version_N/metrics.csv`` (one version per invocation, resumes included).
 
 Checkpoints are written atomically and carry the random generators' states, so
