@@ -14,7 +14,7 @@ value): the mIoU of the class groups of :data:`flair2.synthetic.CLASS_GROUPS`
 (aerial classes 1–9, Sentinel-2-only classes 10–12, all 12), then each class's IoU;
 then one JSON line with every run's figures. Seed 2022 is the demo's (``toy.yml``).
 
-    python bench/fusion.py --out fusion-bench            # 5 models × 3 seeds, ~1 h on 2 cores
+    python bench/fusion.py --out fusion-bench            # the demo's size: 5 models × 3 seeds
     python bench/fusion.py --small --out fusion-small    # 64 px, tiny model: the README's table
     python bench/fusion.py --quick                       # 64 px smoke run
 
@@ -147,7 +147,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     if args.out is not None:
                         (out / "runs.json").write_text(json.dumps({"seeds": seeds, "runs": runs}))
     print(table(runs, seeds))
-    report = {"seeds": seeds, "runs": runs, "threads": torch.get_num_threads()}
+    report = {
+        "seeds": seeds,
+        "runs": runs,
+        "patch_size": 64 if args.quick or args.small else 128,
+        "overrides": extra,
+        "threads": torch.get_num_threads(),
+    }
     print(json.dumps(report))
     return report
 
