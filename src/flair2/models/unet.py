@@ -70,10 +70,11 @@ def set_channels_last(model: nn.Module, enabled: bool) -> None:
     CPU gradients drift further from float64 (bench/README.md). A model without
     an aerial network (the U-TAE-only model) is left as it is.
     """
-    if not isinstance(getattr(model, "arch_vhr", None), nn.Module):
+    unet = getattr(model, "arch_vhr", None)
+    if not isinstance(unet, nn.Module):
         return
-    model.arch_vhr.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
-    model.channels_last = enabled
+    unet.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+    setattr(model, "channels_last", enabled)  # noqa: B010  (an attribute, not a submodule)
 
 
 def compile_unet(model: nn.Module) -> None:
@@ -89,7 +90,8 @@ def compile_unet(model: nn.Module) -> None:
     unet = getattr(model, "arch_vhr", None)
     if not isinstance(unet, nn.Module):
         return
-    for part in (unet.encoder, unet.decoder, unet.segmentation_head):
+    for name in ("encoder", "decoder", "segmentation_head"):
+        part = unet.get_submodule(name)
         part.compile(dynamic=False)
 
 

@@ -85,8 +85,9 @@ class SegmentationTask(pl.LightningModule):
         self.model = build_model(cfg, patch_size)
         # Training's setting; prediction sets its own (predict, ensembles, detect).
         set_channels_last(self.model, cfg.channels_last_for("fit"))
-        if cfg.arch != "utae":  # the U-TAE-only model has no U-Net decoder
-            checkpoint_decoder_blocks(self.model.arch_vhr, cfg.checkpoint_decoder_blocks)
+        unet = getattr(self.model, "arch_vhr", None)
+        if isinstance(unet, torch.nn.Module):  # the U-TAE-only model has no U-Net
+            checkpoint_decoder_blocks(unet, cfg.checkpoint_decoder_blocks)
         if cfg.compile_model:
             compile_unet(self.model)
         self.criterion = build_criterion(LossSettings.from_config(cfg))
