@@ -150,8 +150,10 @@ def test_build_model_is_create_model_with_the_config_keys() -> None:
 def test_create_model_rejects_an_unknown_architecture() -> None:
     from flair2.models import create_model
 
-    with pytest.raises(ConfigError, match="unknown model 'segformer'; choose utt or unet"):
+    with pytest.raises(ConfigError, match="unknown model 'segformer'; choose utt, unet or utae"):
         create_model("segformer", patch_size=64)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="config key 'fusion': unknown fusion 'early'; choose"):
+        create_model("utt", patch_size=64, fusion="early")  # type: ignore[arg-type]
 
 
 def test_create_model_defaults_are_the_reference_configuration() -> None:
