@@ -1,9 +1,11 @@
 """U-Net, U-TAE and U-T&T with each fusion on the toy data: same epochs, several seeds.
 
-Generates the 128 px toy dataset of ``flair2 demo`` (48 train, 16 validation, 20 test
+Generates the toy dataset of ``flair2 demo`` (64 px; 48 train, 16 validation, 20 test
 patches; data seed 0), then for each seed and each model trains with the demo's
-configuration (``src/flair2/synthetic/toy.yml``: 12 epochs, AdamW + cosine, CPU),
-predicts the test split with the best checkpoint and scores it. Models:
+configuration (``src/flair2/synthetic/toy.yml``: 12 epochs, AdamW + cosine, CPU, best
+checkpoint by validation mIoU; the tiny model of :data:`flair2.synthetic.TINY_MODEL`:
+ResNet-18, a 2-stage U-TAE on 8 px crops), predicts the test split with the best
+checkpoint and scores it. Models:
 
 * ``unet``: the aerial-only U-Net (``arch: unet``);
 * ``utae``: the Sentinel-2-only U-TAE (``arch: utae``);
@@ -14,15 +16,10 @@ value): the mIoU of the class groups of :data:`flair2.synthetic.CLASS_GROUPS`
 (aerial classes 1–9, Sentinel-2-only classes 10–12, all 12), then each class's IoU;
 then one JSON line with every run's figures. Seed 2022 is the demo's (``toy.yml``).
 
-    python bench/fusion.py --out fusion-bench            # the demo's size: 5 models × 3 seeds
-    python bench/fusion.py --small --out fusion-small    # 64 px, tiny model: the README's table
-    python bench/fusion.py --quick                       # 64 px smoke run
-
-``--small`` keeps the demo's patch counts, epochs and optimiser but generates 64 px
-patches and trains the tiny model of :data:`flair2.synthetic.TINY_MODEL` (ResNet-18,
-2-stage U-TAE on 8 px crops): what a shared 2-core CPU runs 15 times in under an hour.
-Every row picks its best checkpoint by validation mIoU (``checkpoint_monitor``), the
-demo's setting.
+    python bench/fusion.py --out fusion-bench         # the demo's configuration, 3 seeds
+    python bench/fusion.py --seeds 2022 --models unet utt-late   # a part of it
+    python bench/fusion.py --full-size                # 128 px and toy.yml's model (ResNet-34)
+    python bench/fusion.py --quick                    # smoke run: 1 epoch, 1 seed, fewer patches
 """
 
 from __future__ import annotations
@@ -44,6 +41,7 @@ from flair2.evaluation.evaluate import evaluate_predictions
 from flair2.prediction.patches import predict
 from flair2.synthetic import (
     CLASS_GROUPS,
+    DEMO_PATCH_SIZE,
     TINY_MODEL,
     generate_toy_dataset,
     group_scores,
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None, help="keep data and runs here")
     parser.add_argument("--quick", action="store_true", help="64 px tiny data, 1 epoch, 1 seed")
     parser.add_argument(
-        "--small", action="store_true", help="64 px patches and the tiny model, demo's counts"
+        "--full-size", action="store_true", help="128 px patches and toy.yml's model"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -122,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if args.epochs is not None:
         extra["num_epochs"] = args.epochs
-    if args.quick or args.small:
+    if not args.full_size:
         extra.update(TINY_MODEL)
     if args.quick:
         extra["num_epochs"] = 1
@@ -134,8 +132,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if args.quick:
                 toy = {"num_domains": 3, "zones_per_domain": 1, "patches_per_zone": 4}
                 toy.update(num_test_domains=1, test_patches_per_zone=3, num_dates=6)
-            small = args.quick or args.small
-            generate_toy_dataset(root, patch_size=64 if small else 128, seed=0, **toy)
+            size = 128 if args.full_size else DEMO_PATCH_SIZE
+            generate_toy_dataset(root, patch_size=size, seed=0, **toy)
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.models}
         # Lightning prints model summaries on stdout: keep it for the tables.
         with contextlib.redirect_stdout(sys.stderr):
@@ -150,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {
         "seeds": seeds,
         "runs": runs,
-        "patch_size": 64 if args.quick or args.small else 128,
+        "patch_size": 128 if args.full_size else DEMO_PATCH_SIZE,
         "overrides": extra,
         "threads": torch.get_num_threads(),
     }

@@ -84,6 +84,10 @@ DEMO_MODELS: dict[str, dict[str, Any]] = {
 def demo(out: Path, epochs: int | None = None) -> dict[str, dict[str, Any]]:
     """Generate the toy dataset, train U-T&T (late fusion), the U-Net and the U-TAE, score them.
 
+    64 px toy patches (48 train, 16 validation, 20 test) and the tiny model
+    (:data:`~flair2.synthetic.TINY_MODEL`), ``toy.yml``'s training: the configuration
+    of ``bench/fusion.py`` (seed 2022).
+
     Args:
         out: demo folder: ``data/`` (the toy dataset) and ``runs/<model>/``.
         epochs: training epochs per model (default: the toy config's).
@@ -91,17 +95,17 @@ def demo(out: Path, epochs: int | None = None) -> dict[str, dict[str, Any]]:
     Returns:
         Metrics per model name.
     """
-    from flair2.synthetic import generate_toy_dataset, toy_config
+    from flair2.synthetic import DEMO_PATCH_SIZE, TINY_MODEL, generate_toy_dataset, toy_config
 
     data_root = out / "data"
     if not (data_root / "flair_aerial_train").is_dir():
         log.info("generating the toy dataset in %s", data_root)
-        generate_toy_dataset(data_root, patch_size=128, seed=0)
+        generate_toy_dataset(data_root, patch_size=DEMO_PATCH_SIZE, seed=0)
     results: dict[str, dict[str, Any]] = {}
     for name, keys in DEMO_MODELS.items():
         # The demo owns its folder: a second `make demo` starts its runs afresh.
         shutil.rmtree(out / "runs" / name, ignore_errors=True)
-        extra: dict[str, Any] = dict(keys)
+        extra: dict[str, Any] = {**TINY_MODEL, **keys}
         if epochs is not None:
             extra["num_epochs"] = epochs
         cfg = toy_config(data_root, out / "runs", name, **extra)

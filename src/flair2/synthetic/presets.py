@@ -59,8 +59,8 @@ def group_scores(per_class_iou: dict[str, float | None]) -> dict[str, float]:
     }
 
 
-#: Config keys of a tiny U-T&T for quick CPU runs on toy data (tests, the benchmarks'
-#: quick modes): 8 px Sentinel-2 crops, a 2-stage U-TAE of 16 channels, ResNet-18.
+#: Config keys of a tiny U-T&T for quick CPU runs on toy data (the demo, tests, the
+#: benchmarks): 8 px Sentinel-2 crops, a 2-stage U-TAE of 16 channels, ResNet-18.
 TINY_MODEL: dict[str, Any] = {
     "sat_patch_size": 8,
     "encoder_widths": [16, 16],
@@ -71,6 +71,11 @@ TINY_MODEL: dict[str, Any] = {
     "d_k": 4,
     "encoder_name": "resnet18",
 }
+
+
+#: The demo's toy patches (``flair2 demo``, ``bench/fusion.py``), with :data:`TINY_MODEL`:
+#: 64 px keeps the three trainings of the demo within minutes on a 2-core CPU.
+DEMO_PATCH_SIZE = 64
 
 
 def toy_config_dict(out: str | Path) -> dict[str, str]:
