@@ -166,3 +166,19 @@ def test_create_model_defaults_are_the_reference_configuration() -> None:
     assert {k: v.shape for k, v in created.state_dict().items()} == {
         k: v.shape for k, v in built.state_dict().items()
     }
+
+
+@pytest.mark.parametrize(
+    ("arch", "fusion"),
+    [("utt", "reference"), ("utt", "gated"), ("utt", "late"), ("utae", "reference")],
+)
+def test_every_fusion_trains_at_64_px(arch: str, fusion: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(small_config(arch=arch, fusion=fusion), 64).train()
+    inputs = make_inputs(batch=2, dates=3, patch=64)
+    out = model(inputs["aerial"], inputs["sen2"], inputs["positions"], None, inputs["metadata"])
+    assert out.logits.shape == (2, 13, 64, 64) and torch.isfinite(out.logits).all()
+    labels = torch.randint(0, 13, (2, 64, 64))
+    torch.nn.functional.cross_entropy(out.logits, labels).backward()
+    # The U-TAE's first convolution learns from the main output in every model.
+    assert model.get_parameter("arch_hr.in_conv.conv.conv.0.weight").grad is not None

@@ -73,3 +73,23 @@ def test_utae_model_gradients_and_errors() -> None:
         model(inputs["aerial"], None, inputs["positions"])
     with pytest.raises(ValueError, match="built for 32×32 masks"):
         model(torch.rand(2, 5, 64, 64), inputs["sen2"], inputs["positions"])
+
+
+def test_utae_model_ignores_padded_dates_and_batch_companions() -> None:
+    torch.manual_seed(0)
+    model = build_model(small_config(arch="utae"), 32).eval()
+    first = make_inputs(batch=1, dates=3, patch=32, seed=1)
+    others = make_inputs(batch=2, dates=5, patch=32, seed=2)
+    sen2 = torch.cat([first["sen2"], torch.zeros(1, 2, 10, 16, 16)], dim=1)
+    positions = torch.cat([first["positions"], torch.zeros(1, 2, dtype=torch.long)], dim=1)
+    pad_mask = torch.zeros(3, 5, dtype=torch.bool)
+    pad_mask[0, 3:] = True
+    with torch.no_grad():
+        alone = model(first["aerial"], first["sen2"], first["positions"]).logits
+        together = model(
+            torch.cat([first["aerial"], others["aerial"]]),
+            torch.cat([sen2, others["sen2"]]),
+            torch.cat([positions, others["positions"]]),
+            pad_mask,
+        ).logits
+    assert torch.allclose(together[:1], alone, atol=1e-5, rtol=1e-5)
