@@ -23,7 +23,7 @@ from flair2.formats import check_patch_multiple
 from flair2.models.fusion import MetadataMLP, footprint_crop_size
 from flair2.models.late import LateFusion
 from flair2.models.networks import build_unet
-from flair2.models.sentinel import SentinelHead, SentinelUTAE
+from flair2.models.sentinel_head import SentinelHead, SentinelUTAE
 from flair2.models.unet import AerialUNet, encoder_stride
 from flair2.models.utae import UTAE
 from flair2.models.utae_blocks import PaddingMode
@@ -117,7 +117,7 @@ def create_model(
     Returns:
         :class:`~flair2.models.utt.UTT`, :class:`~flair2.models.late.LateFusion`,
         :class:`~flair2.models.unet.AerialUNet` or
-        :class:`~flair2.models.sentinel.SentinelUTAE`.
+        :class:`~flair2.models.sentinel_head.SentinelUTAE`.
 
     Raises:
         ValueError: ``patch_size`` is not a positive multiple of 32.

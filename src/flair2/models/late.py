@@ -4,7 +4,7 @@ Each branch segments the patch on its own, at the mask's resolution:
 
 * the aerial network (``arch_vhr``, with the metadata MLP ``mtd_mlp`` when
   configured) gives scores ``a`` (B×K×P×P), exactly as the aerial-only U-Net;
-* the U-TAE's last decoder map goes through :class:`~flair2.models.sentinel.SentinelHead`
+* the U-TAE's last decoder map goes through :class:`~flair2.models.sentinel_head.SentinelHead`
   (a 1×1 convolution, then bilinear sampling at the aerial pixels of the
   footprint) and gives scores ``s`` (B×K×P×P).
 
@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from flair2.models.fusion import MetadataMLP, add_metadata
 from flair2.models.networks import decode
-from flair2.models.sentinel import SentinelHead
+from flair2.models.sentinel_head import SentinelHead
 from flair2.models.unet import (
     SegmentationOutput,
     aerial_memory_format,

@@ -10,7 +10,7 @@ from model_helpers import (
     small_config,
 )
 
-from flair2.models.sentinel import SentinelHead, SentinelUTAE, footprint_grid
+from flair2.models.sentinel_head import SentinelHead, SentinelUTAE, footprint_grid
 from flair2.training.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
