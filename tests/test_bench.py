@@ -51,10 +51,13 @@ def test_bench_predict_quick() -> None:
     assert figures["patches"] == 2
 
 
+#: The rows of bench/fusion.py the quick test trains: each source alone and the late fusion.
+MODELS = ("unet", "utae", "utt-late")
+
+
 def test_bench_fusion_quick() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "fusion.py"), "--quick"]
-        + ["--models", "unet", "utae", "utt-late"],
+        [sys.executable, str(ROOT / "bench" / "fusion.py"), "--quick", "--models", *MODELS],
         capture_output=True,
         text=True,
         timeout=600,
