@@ -45,18 +45,22 @@ CLASS_GROUPS: dict[str, tuple[str, ...]] = {
 
 
 def group_scores(per_class_iou: dict[str, float | None]) -> dict[str, float]:
-    """Mean IoU of each of :data:`CLASS_GROUPS` (a class without a score counts 0).
+    """Mean IoU of each of :data:`CLASS_GROUPS`, as the mIoU counts classes.
+
+    A class without a score (None: neither in the masks nor predicted) is left out,
+    as the evaluation's mIoU leaves it out; a group with no scored class counts 0.
 
     Args:
         per_class_iou: class name → IoU, as the evaluation reports it.
 
     Returns:
-        Group name → mean IoU over the group's classes.
+        Group name → mean IoU over the group's scored classes.
     """
-    return {
-        group: sum(per_class_iou.get(c) or 0.0 for c in classes) / len(classes)
-        for group, classes in CLASS_GROUPS.items()
-    }
+    scores = {}
+    for group, classes in CLASS_GROUPS.items():
+        values = [v for c in classes if (v := per_class_iou.get(c)) is not None]
+        scores[group] = sum(values) / len(values) if values else 0.0
+    return scores
 
 
 #: Config keys of a tiny U-T&T for quick CPU runs on toy data (the demo, tests, the
