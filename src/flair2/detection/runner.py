@@ -307,9 +307,9 @@ def _detect(
         sentinel = _open_sentinel(settings.sentinel2, settings, cfg)
         sentinel.close()  # checked; reopened where windows are read
     elif cfg.with_sentinel():
-        model = "U-T&T" if cfg.arch == "utt" else "U-TAE"
+        model_name = "U-T&T" if cfg.arch == "utt" else "U-TAE"
         raise ConfigError(
-            f"config key 'sentinel2': the model is {model} (arch: {cfg.arch}) and needs the "
+            f"config key 'sentinel2': the model is {model_name} (arch: {cfg.arch}) and needs the "
             "area's Sentinel-2 series"
         )
     metadata = _open_metadata(settings, cfg, info) if cfg.aerial_metadata else None
