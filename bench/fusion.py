@@ -86,16 +86,18 @@ def table(runs: dict[str, list[dict[str, Any]]], seeds: list[int]) -> str:
     """Markdown tables: class groups, then per-class IoU (mean ± half range, per seed)."""
     names = list(runs)
     head = "| | " + " | ".join(names) + " |\n| --- |" + " --- |" * len(names)
-    lines = ["Mean IoU of the class groups, mean ± half range over seeds " + str(seeds), head]
+    lines = ["Mean IoU of the class groups, mean ± half range over seeds " + str(seeds), "", head]
     for group in CLASS_GROUPS:
         cells = [_cell([r["groups"][group] for r in runs[n]]) for n in names]
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     for i, seed in enumerate(seeds):
         cells = [f"{runs[n][i]['groups']['all 12 classes']:.3f}" for n in names]
         lines.append(f"| all 12, seed {seed} | " + " | ".join(cells) + " |")
-    lines += ["", "IoU per class, mean ± half range over seeds", head]
+    lines += ["", "IoU per class, mean ± half range over seeds", "", head]
     for number, cls in enumerate(CLASSES[:12], start=1):
-        cells = [_cell([r["per_class"].get(cls) or 0.0 for r in runs[n]]) for n in names]
+        # A class neither in the masks nor predicted (None) is left out, as the mIoU does.
+        scored = [[v for r in runs[n] if (v := r["per_class"].get(cls)) is not None] for n in names]
+        cells = [_cell(values) if values else "-" for values in scored]
         lines.append(f"| {number}. {cls} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
