@@ -72,8 +72,8 @@ def run(cfg: Config) -> dict[str, Any] | None:
     return evaluate(cfg, predictions, result.out_dir / "metrics")
 
 
-#: The demo's models: run name → config keys. U-T&T with late fusion, the best of
-#: bench/fusion.py on the toy data, then each source alone.
+#: The demo's models: run name → config keys. U-T&T with late fusion (the best of the
+#: three fusions in bench/fusion.py on the toy data, seed 2022), then each source alone.
 DEMO_MODELS: dict[str, dict[str, Any]] = {
     "utt": {"arch": "utt", "fusion": "late"},
     "unet": {"arch": "unet"},
