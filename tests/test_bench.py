@@ -51,6 +51,33 @@ def test_bench_predict_quick() -> None:
     assert figures["patches"] == 2
 
 
+#: The rows of bench/fusion.py the quick test trains: each source alone and the late fusion.
+MODELS = ("unet", "utae", "utt-late")
+
+
+def test_bench_fusion_quick() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "fusion.py"), "--quick", "--models", *MODELS],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    report = json.loads(lines[-1])
+    assert list(report["runs"]) == ["unet", "utae", "utt-late"] and report["seeds"] == [2022]
+    for runs in report["runs"].values():
+        groups = runs[0]["groups"]
+        assert set(groups) == {
+            "aerial classes 1-9",
+            "Sentinel-2-only classes 10-12",
+            "all 12 classes",
+        }
+        assert all(0.0 <= v <= 1.0 for v in groups.values())
+    table = "\n".join(lines[:-1])
+    assert "| Sentinel-2-only classes 10-12 |" in table and "| 12. plowed land |" in table
+
+
 def test_pipeline_children_run_on_a_dataset(tiny_root: Path) -> None:
     # bench/versus_reference.py --pipeline runs these beside the reference's code (a
     # checkout of IGNF/FLAIR-2, not available here): flair2's side must keep working.

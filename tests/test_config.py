@@ -69,6 +69,12 @@ def test_overrides_dotted_and_yaml_parsed() -> None:
         ("patch_size=100", "config key 'patch_size': must be a multiple of 32"),
         ("data=3", "config key 'data': expected a mapping"),
         ("sen2_scaling=standardize", "config key 'sat_mean': sen2_scaling 'standardize' needs 10"),
+        ("fusion=early", "config key 'fusion': 'early' is not valid; choose one of"),
+        ("arch=utae2", "config key 'arch': 'utae2' is not valid; choose one of"),
+        ("checkpoint_monitor=acc", "config key 'checkpoint_monitor': 'acc' is not valid"),
+        ("accumulate_grad_batches=0", "config key 'accumulate_grad_batches': must be >= 1"),
+        ("aerial_lr_scale=-1", "config key 'aerial_lr_scale': must be >= 0"),
+        ("freeze_aerial_epochs=-2", "config key 'freeze_aerial_epochs': must be >= 0"),
     ],
 )
 def test_bad_values_name_the_key(override: str, message: str) -> None:
@@ -152,6 +158,23 @@ def test_leaderboard_presets_differ_from_reference_only_where_published(
     assert preset["use_augmentation"] is augmentation
     assert preset["filter_clouds"] is filtering and preset["average_month"] is filtering
     assert preset["augmentation_mode"] == "reference"
+    assert preset["fusion"] == "reference" and preset["accumulate_grad_batches"] == 1
+    # Each states the published run's effective batch and how to reach it.
+    text = (ROOT / "configs" / name).read_text(encoding="utf-8")
+    assert "12 GPUs × batch 10 = 120" in text and "BatchNorm" in text
+
+
+def test_fusion_keys_and_presets() -> None:
+    cfg = load_config(REFERENCE)
+    assert (cfg.fusion, cfg.checkpoint_monitor, cfg.accumulate_grad_batches) == (
+        "reference",
+        "val_loss",
+        1,
+    )
+    assert cfg.init_aerial_from is None and cfg.aerial_lr_scale == 1.0
+    assert load_config(ROOT / "configs" / "flair2-plus.yml").fusion == "late"
+    with pytest.raises(ConfigError, match="config key 'init_aerial_from': the U-TAE model"):
+        config_from_dict({"arch": "utae", "init_aerial_from": "unet.ckpt"})
 
 
 def test_channels_last_true_false_or_auto() -> None:

@@ -77,6 +77,8 @@ def test_wheel_runs_toy_and_demo_from_another_folder(installed: Path, tmp_path):
     _run([flair2, "toy", "--out", "toy", "--patch-size", "64", "--domains", "2"], tmp_path)
     assert (tmp_path / "toy" / "toy.yml").is_file()
     done = _run([flair2, "demo", "--out", "demo", "--epochs", "1"], tmp_path, timeout=900)
-    for name in ("utt", "unet"):
+    for name in ("utt", "unet", "utae"):
         assert (tmp_path / "demo" / "runs" / name / "metrics" / "metrics.json").is_file()
     assert "mIoU" in done.stdout
+    for group in ("aerial classes 1-9", "Sentinel-2-only classes 10-12", "all 12 classes"):
+        assert f"mIoU, {group}" in done.stdout

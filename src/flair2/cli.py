@@ -184,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``flair2 demo``: the whole pipeline on a toy dataset, for both architectures."""
+    """``flair2 demo``: the whole pipeline on a toy dataset for U-T&T, the U-Net and the U-TAE."""
     from flair2.pipeline import demo
 
     demo(Path(args.out), epochs=args.epochs)
@@ -241,7 +241,7 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
     "detect": (cmd_detect, "predict a whole aerial raster (sliding windows) into one GeoTIFF"),
     "evaluate": (cmd_evaluate, "score predictions against the test masks (mIoU, report)"),
     "run": (cmd_run, "train, predict with the best checkpoint, evaluate"),
-    "demo": (cmd_demo, "toy dataset → train U-T&T and U-Net → predict → evaluate"),
+    "demo": (cmd_demo, "toy dataset → train U-T&T, U-Net and U-TAE → predict → evaluate"),
     "toy": (cmd_toy, "generate a synthetic dataset in the official FLAIR #2 layout"),
     "check-data": (cmd_check_data, "check a dataset's files and print a summary"),
     "stats": (cmd_stats, "class frequencies and weights, band means/stds of the training split"),

@@ -134,8 +134,24 @@ class Config:
     progress_rate: int = 10
 
     # ---- flair2 additions -------------------------------------------------
-    #: Model: U-T&T (aerial + Sentinel-2) or aerial-only U-Net.
-    arch: Literal["utt", "unet"] = "utt"
+    #: Model: U-T&T (aerial + Sentinel-2), aerial-only U-Net or Sentinel-2-only U-TAE.
+    arch: Literal["utt", "unet", "utae"] = "utt"
+    #: How U-T&T fuses the sources: "reference" (the FLAIR #2 additive early fusion),
+    #: "gated" (its terms behind per-channel gates that start closed) or "late" (each
+    #: source segments; per-class weighted geometric mean of their probabilities).
+    fusion: Literal["reference", "gated", "late"] = "reference"
+    #: Start the aerial network (and metadata MLP) from this checkpoint's (a U-Net's or
+    #: U-T&T's); null: from ``encoder_weights``.
+    init_aerial_from: str | None = None
+    #: Learning rate of the aerial network's parameters, as a multiple of ``lr``.
+    aerial_lr_scale: float = 1.0
+    #: Keep the aerial network's weights fixed for the first N epochs.
+    freeze_aerial_epochs: int = 0
+    #: Which validation figure picks the best checkpoint (and stops early).
+    checkpoint_monitor: Literal["val_loss", "val_miou"] = "val_loss"
+    #: Optimiser step every N batches: effective batch = gpus_per_node × num_nodes ×
+    #: batch_size × accumulate_grad_batches (BatchNorm still sees batch_size samples).
+    accumulate_grad_batches: int = 1
     #: Seed of everything (domain split, weights, data order). The reference uses 2022.
     seed: int = 2022
     #: Fraction of the train folder's domains held out for validation (reference: 0.2).
@@ -242,6 +258,10 @@ class Config:
         aerial = [float(by_name[n][0]) for n in names]
         satellite = [float(by_name[n][1]) for n in names]
         return aerial, satellite
+
+    def with_sentinel(self) -> bool:
+        """Whether the model reads the Sentinel-2 series (U-T&T and U-TAE)."""
+        return self.arch in ("utt", "utae")
 
     def ref_month_day(self) -> tuple[int, int]:
         """The reference date as (month, day)."""

@@ -50,6 +50,22 @@ def validate(cfg: Config) -> Config:
     for key in ("num_epochs", "batch_size", "batch_size_inference", "gpus_per_node", "num_nodes"):
         check(getattr(cfg, key) >= 1, key, f"must be >= 1, got {getattr(cfg, key)}")
     check(cfg.num_workers >= 0, "num_workers", "must be >= 0")
+    check(
+        cfg.accumulate_grad_batches >= 1,
+        "accumulate_grad_batches",
+        f"must be >= 1, got {cfg.accumulate_grad_batches}",
+    )
+    check(cfg.aerial_lr_scale >= 0, "aerial_lr_scale", f"must be >= 0, got {cfg.aerial_lr_scale}")
+    check(
+        cfg.freeze_aerial_epochs >= 0,
+        "freeze_aerial_epochs",
+        f"must be >= 0, got {cfg.freeze_aerial_epochs}",
+    )
+    check(
+        cfg.init_aerial_from is None or cfg.arch != "utae",
+        "init_aerial_from",
+        "the U-TAE model (arch: utae) has no aerial network to initialise",
+    )
     check(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
     check(cfg.progress_rate >= 1, "progress_rate", "must be >= 1")
     check(len(cfg.encoder_widths) >= 2, "encoder_widths", "needs at least two stages")

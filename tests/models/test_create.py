@@ -150,8 +150,10 @@ def test_build_model_is_create_model_with_the_config_keys() -> None:
 def test_create_model_rejects_an_unknown_architecture() -> None:
     from flair2.models import create_model
 
-    with pytest.raises(ConfigError, match="unknown model 'segformer'; choose utt or unet"):
+    with pytest.raises(ConfigError, match="unknown model 'segformer'; choose utt, unet or utae"):
         create_model("segformer", patch_size=64)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="config key 'fusion': unknown fusion 'early'; choose"):
+        create_model("utt", patch_size=64, fusion="early")  # type: ignore[arg-type]
 
 
 def test_create_model_defaults_are_the_reference_configuration() -> None:
@@ -164,3 +166,19 @@ def test_create_model_defaults_are_the_reference_configuration() -> None:
     assert {k: v.shape for k, v in created.state_dict().items()} == {
         k: v.shape for k, v in built.state_dict().items()
     }
+
+
+@pytest.mark.parametrize(
+    ("arch", "fusion"),
+    [("utt", "reference"), ("utt", "gated"), ("utt", "late"), ("utae", "reference")],
+)
+def test_every_fusion_trains_at_64_px(arch: str, fusion: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(small_config(arch=arch, fusion=fusion), 64).train()
+    inputs = make_inputs(batch=2, dates=3, patch=64)
+    out = model(inputs["aerial"], inputs["sen2"], inputs["positions"], None, inputs["metadata"])
+    assert out.logits.shape == (2, 13, 64, 64) and torch.isfinite(out.logits).all()
+    labels = torch.randint(0, 13, (2, 64, 64))
+    torch.nn.functional.cross_entropy(out.logits, labels).backward()
+    # The U-TAE's first convolution learns from the main output in every model.
+    assert model.get_parameter("arch_hr.in_conv.conv.conv.0.weight").grad is not None

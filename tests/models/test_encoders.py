@@ -22,6 +22,7 @@ from torch import nn
 from flair2.config import Config, load_config
 from flair2.errors import CheckpointError, ConfigError
 from flair2.models import UTT, AerialUNet, build_unet
+from flair2.models.late import LateFusion
 from flair2.models.networks import DECODERS
 from flair2.training.model import build_model
 
@@ -185,7 +186,7 @@ def test_the_flair2_plus_preset_builds_offline_at_512() -> None:
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "configs" / "flair2-plus.yml", ["encoder_weights=null"])
     model = build_model(cfg, 512)
-    assert isinstance(model, UTT) and isinstance(model.arch_vhr, smp.Unet)
+    assert isinstance(model, LateFusion) and isinstance(model.arch_vhr, smp.Unet)  # fusion: late
     assert model.arch_vhr.encoder.name == "maxvit_tiny_tf_512"
     assert list(model.arch_vhr.encoder.out_channels) == [5, 64, 64, 128, 256, 512]
     assert model.mtd_mlp is not None and model.mtd_mlp.out_features == 16

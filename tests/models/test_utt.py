@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from torchvision.transforms import CenterCrop
 
 from flair2.models import UTT, SegmentationOutput
+from flair2.models.fusion import add_metadata
 from flair2.models.networks import decode
 from flair2.training.model import build_model
 
@@ -226,3 +227,60 @@ def test_input_errors(model64: UTT) -> None:
         model(inputs["aerial"], inputs["sen2"], inputs["positions"], None, None)
     with pytest.raises(ValueError, match="batch_positions"):
         model(inputs["aerial"], inputs["sen2"], None, None, inputs["metadata"])
+
+
+# ---------------------------------------------------------------------------
+# fusion: gated
+
+
+def test_gated_fusion_starts_at_the_plain_unet_output() -> None:
+    model = _model(patch=32, fusion="gated")
+    assert [len(g) for g in model.fusion_gates] == list(model.arch_vhr.encoder.out_channels)
+    inputs = make_inputs(batch=2, dates=3, patch=32)
+    with torch.no_grad():
+        out = _run(model, inputs)
+        features = list(model.arch_vhr.encoder(inputs["aerial"]))
+        features[-1] = add_metadata(features[-1], model.mtd_mlp, inputs["metadata"])
+        plain = decode(model.arch_vhr, features)
+    assert torch.equal(out.logits, plain)
+
+
+def test_gated_fusion_opens_its_gates_by_training() -> None:
+    model = _model(patch=32, fusion="gated").train()
+    inputs = make_inputs(batch=2, dates=2, patch=32)
+    labels = torch.randint(0, 13, (2, 32, 32))
+    F.cross_entropy(_run(model, inputs).logits, labels).backward()
+    # The gates of the stages the decoder reads get a gradient; once they move, the
+    # Sentinel-2 terms reach the logits.
+    assert model.fusion_gates[3].grad is not None and model.fusion_gates[3].grad.abs().sum() > 0
+    with torch.no_grad():
+        before = _run(model.eval(), inputs).logits
+        for gate in model.fusion_gates:
+            gate.fill_(0.5)
+        after = _run(model, inputs).logits
+    assert not torch.allclose(before, after)
+
+
+def test_gated_fusion_keeps_padding_and_batch_invariance() -> None:
+    model = _model(patch=32, fusion="gated")
+    with torch.no_grad():
+        for gate in model.fusion_gates:
+            gate.fill_(0.7)
+    first = make_inputs(batch=1, dates=3, patch=32, seed=1)
+    others = make_inputs(batch=2, dates=5, patch=32, seed=2)
+    padded_first = _pad_dates(first, 2)
+    batch = {k: torch.cat([padded_first[k], others[k]]) for k in first}
+    pad_mask = torch.zeros(3, 5, dtype=torch.bool)
+    pad_mask[0, 3:] = True
+    with torch.no_grad():
+        alone = _run(model, first)
+        together = _run(model, batch, pad_mask)
+        padded = _run(model, padded_first)
+    assert torch.allclose(together.logits[:1], alone.logits, atol=1e-4, rtol=1e-5)
+    assert torch.allclose(padded.logits, alone.logits, atol=1e-4, rtol=1e-5)
+
+
+def test_reference_fusion_has_no_gates() -> None:
+    model = _model(patch=32)
+    assert model.fusion_gates is None
+    assert not any("gate" in name for name in model.state_dict())

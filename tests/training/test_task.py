@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from flair2.evaluation.metrics import miou
+from flair2.models import SegmentationOutput
 from flair2.training.task import SegmentationTask, WeightedCrossEntropy
 
 
@@ -53,12 +54,7 @@ def test_loss_combines_both_heads_with_w_unet_utae(tiny_config) -> None:
     logits = torch.randn(1, 13, 8, 8)
     aux = torch.randn(1, 13, 8, 8)
     labels = torch.randint(0, 13, (1, 8, 8))
-
-    class Out:
-        pass
-
-    out = Out()
-    out.logits, out.aux_logits = logits, aux
+    out = SegmentationOutput(logits, aux)
     aerial_w, sat_w = cfg.class_weights()
     expected = 2.0 * nn.CrossEntropyLoss(weight=torch.tensor(aerial_w))(logits, labels)
     expected += 0.5 * nn.CrossEntropyLoss(weight=torch.tensor(sat_w))(aux, labels)
@@ -117,3 +113,46 @@ def test_optimisers_and_schedulers(tiny_config, optimizer: str, scheduler: str) 
         assert lrs[-1] < 0.01 * cfg.lr
     if scheduler == "plateau":
         assert conf["lr_scheduler"]["monitor"] == "val_loss"
+
+
+def test_late_fusion_adds_the_aerial_branch_loss(tiny_config) -> None:
+    cfg = tiny_config(fusion="late", w_unet_utae=[0.5, 2.0], aerial_metadata=False)
+    task = SegmentationTask(cfg, patch_size=64)
+    torch.manual_seed(0)
+    fused, aux, aerial = (torch.randn(1, 13, 8, 8) for _ in range(3))
+    labels = torch.randint(0, 13, (1, 8, 8))
+    aerial_w, sat_w = cfg.class_weights()
+    ce_a = nn.CrossEntropyLoss(weight=torch.tensor(aerial_w))
+    expected = 2.0 * ce_a(fused, labels) + 2.0 * ce_a(aerial, labels)
+    expected += 0.5 * nn.CrossEntropyLoss(weight=torch.tensor(sat_w))(aux, labels)
+    loss = task.compute_loss(SegmentationOutput(fused, aux, aerial), labels)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_aerial_lr_scale_gives_the_aerial_network_its_own_rate(tiny_config) -> None:
+    cfg = tiny_config(fusion="late", aerial_lr_scale=0.1, lr=0.01, optimizer="adamw")
+    task = SegmentationTask(cfg, patch_size=64)
+    opt = task.configure_optimizers()
+    other, aerial = opt.param_groups
+    assert other["lr"] == pytest.approx(0.01) and aerial["lr"] == pytest.approx(0.001)
+    names = {id(p): n for n, p in task.model.named_parameters()}
+    assert all(names[id(p)].startswith(("arch_vhr.", "mtd_mlp.")) for p in aerial["params"])
+    assert not any(names[id(p)].startswith(("arch_vhr.", "mtd_mlp.")) for p in other["params"])
+    assert len(aerial["params"]) + len(other["params"]) == len(list(task.model.parameters()))
+
+
+@pytest.mark.parametrize(("epoch", "frozen"), [(0, True), (1, True), (2, False)])
+def test_freeze_aerial_epochs_drops_only_aerial_gradients(tiny_config, epoch, frozen) -> None:
+    cfg = tiny_config(fusion="gated", freeze_aerial_epochs=2)
+    task = SegmentationTask(cfg, patch_size=64)
+    for p in task.model.parameters():
+        p.grad = torch.ones_like(p)
+
+    class FakeTrainer:
+        current_epoch = epoch
+
+    task._trainer = FakeTrainer()  # only current_epoch is read
+    task.on_before_optimizer_step(torch.optim.SGD(task.parameters(), lr=0.1))
+    for name, p in task.model.named_parameters():
+        aerial = name.startswith(("arch_vhr.", "mtd_mlp."))
+        assert (p.grad is None) == (aerial and frozen), name

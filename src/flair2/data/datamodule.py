@@ -104,8 +104,8 @@ class FlairDataModule(pl.LightningDataModule):
 
     @property
     def with_sentinel(self) -> bool:
-        """Whether samples carry the Sentinel-2 series (only U-T&T uses it)."""
-        return self.cfg.arch == "utt"
+        """Whether samples carry the Sentinel-2 series (U-T&T and U-TAE use it)."""
+        return self.cfg.with_sentinel()
 
     def _discover(self, stage: str) -> Splits:
         if self.splits is None:

@@ -329,10 +329,11 @@ def _detect(
     if settings.sentinel2:
         sentinel = _open_sentinel(settings.sentinel2, settings, cfg)
         sentinel.close()  # checked; reopened where windows are read
-    elif cfg.arch == "utt":
+    elif cfg.with_sentinel():
+        model_name = "U-T&T" if cfg.arch == "utt" else "U-TAE"
         raise ConfigError(
-            "config key 'sentinel2': the model is U-T&T (arch: utt) and needs the area's "
-            "Sentinel-2 series"
+            f"config key 'sentinel2': the model is {model_name} (arch: {cfg.arch}) and needs the "
+            "area's Sentinel-2 series"
         )
     metadata = _open_metadata(settings, cfg, info) if cfg.aerial_metadata else None
     grid = WindowGrid(info.height, info.width, patch, settings.overlap)

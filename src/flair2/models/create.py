@@ -1,4 +1,8 @@
-"""``create_model``: a U-T&T or an aerial-only U-Net from plain values, like smp's.
+"""``create_model``: a U-T&T, an aerial-only U-Net or a U-TAE from plain values, like smp's.
+
+``arch`` picks the sources: ``utt`` (aerial + Sentinel-2, fused as ``fusion``
+says: ``reference``, ``gated`` or ``late``), ``unet`` (aerial only) or
+``utae`` (Sentinel-2 only, scores sampled on the aerial mask's grid).
 
 The aerial network is smp's U-Net on ResNet34 by default (the reference's);
 ``encoder_name`` and ``decoder_name`` pick any other smp encoder (timm's
@@ -17,7 +21,9 @@ from typing import Literal
 from flair2.errors import ConfigError
 from flair2.formats import check_patch_multiple
 from flair2.models.fusion import MetadataMLP, footprint_crop_size
+from flair2.models.late import LateFusion
 from flair2.models.networks import build_unet
+from flair2.models.sentinel_head import SentinelHead, SentinelUTAE
 from flair2.models.unet import AerialUNet, encoder_stride
 from flair2.models.utae import UTAE
 from flair2.models.utae_blocks import PaddingMode
@@ -29,9 +35,15 @@ METADATA_EXTRA = 13
 #: Length of the aerial metadata vector.
 METADATA_FEATURES = 32 + METADATA_EXTRA
 
+#: Any model :func:`create_model` builds; all take the same call and return a
+#: :class:`~flair2.models.unet.SegmentationOutput`.
+FlairModel = AerialUNet | UTT | LateFusion | SentinelUTAE
+#: How U-T&T fuses its two sources (see :mod:`flair2.models.utt` and :mod:`flair2.models.late`).
+Fusion = Literal["reference", "gated", "late"]
+
 
 def create_model(
-    arch: Literal["utt", "unet"] = "utt",
+    arch: Literal["utt", "unet", "utae"] = "utt",
     *,
     encoder_name: str = "resnet34",
     encoder_weights: str | None = None,
@@ -58,8 +70,9 @@ def create_model(
     pad_value: float = 0.0,
     padding_mode: PaddingMode = "reflect",
     drop_utae_modality: float = 0.0,
-) -> AerialUNet | UTT:
-    """Create a U-T&T (aerial + Sentinel-2) or an aerial-only U-Net.
+    fusion: Fusion = "reference",
+) -> FlairModel:
+    """Create a U-T&T (aerial + Sentinel-2), an aerial-only U-Net or a Sentinel-2-only U-TAE.
 
     The defaults are the FLAIR #2 reference model at 512 px. Both models are
     called as ``model(aerial, sen2, positions, pad_mask, metadata)`` with
@@ -69,7 +82,8 @@ def create_model(
     B×classes×P×P.
 
     Args:
-        arch: ``utt`` (U-Net + U-TAE fusion) or ``unet`` (aerial only).
+        arch: ``utt`` (U-Net + U-TAE fusion), ``unet`` (aerial only) or
+            ``utae`` (Sentinel-2 only).
         encoder_name: any smp encoder, timm's ``tu-<name>`` included.
         encoder_weights: None (random), ``imagenet`` or a local weights file.
         decoder_name: an smp decoder (``flair2.models.networks.DECODERS``).
@@ -95,10 +109,15 @@ def create_model(
         pad_value: value of padded dates.
         padding_mode: U-TAE convolution padding.
         drop_utae_modality: probability, in training, of dropping a sample's
-            satellite fusion terms.
+            satellite fusion terms (late fusion: the Sentinel-2 term).
+        fusion: how ``utt`` fuses: ``reference`` (the FLAIR #2 U-T&T),
+            ``gated`` (its terms behind zero-initialised gates) or ``late``
+            (per-class weighted geometric mean of two segmenting branches).
 
     Returns:
-        :class:`~flair2.models.utt.UTT` or :class:`~flair2.models.unet.AerialUNet`.
+        :class:`~flair2.models.utt.UTT`, :class:`~flair2.models.late.LateFusion`,
+        :class:`~flair2.models.unet.AerialUNet` or
+        :class:`~flair2.models.sentinel_head.SentinelUTAE`.
 
     Raises:
         ValueError: ``patch_size`` is not a positive multiple of 32.
@@ -107,20 +126,26 @@ def create_model(
             decoder cannot take ``patch_size`` patches.
     """
     check_patch_multiple(patch_size)
-    unet = build_unet(
-        encoder_name=encoder_name,
-        in_channels=in_channels,
-        classes=classes,
-        encoder_weights=encoder_weights,
-        decoder_name=decoder_name,
-        patch_size=patch_size,
-    )
-    if arch == "unet":
+    if arch not in ("utt", "unet", "utae"):
+        raise ConfigError(f"config key 'arch': unknown model {arch!r}; choose utt, unet or utae")
+    if fusion not in ("reference", "gated", "late"):
+        raise ConfigError(
+            f"config key 'fusion': unknown fusion {fusion!r}; choose reference, gated or late"
+        )
+    mlp: MetadataMLP | None = None
+    if arch != "utae":
+        unet = build_unet(
+            encoder_name=encoder_name,
+            in_channels=in_channels,
+            classes=classes,
+            encoder_weights=encoder_weights,
+            decoder_name=decoder_name,
+            patch_size=patch_size,
+        )
         stride = encoder_stride(unet)
         mlp = MetadataMLP(metadata_features, patch_size // stride) if metadata_features else None
-        return AerialUNet(unet, mlp)
-    if arch != "utt":
-        raise ConfigError(f"config key 'arch': unknown model {arch!r}; choose utt or unet")
+        if arch == "unet":
+            return AerialUNet(unet, mlp)
     utae = UTAE(
         input_dim=sat_in_channels,
         encoder_widths=list(encoder_widths),
@@ -147,6 +172,13 @@ def create_model(
             f"config key 'sat_patch_size': {sat_patch_size} px is smaller than the "
             f"footprint of a {patch_size} px aerial patch ({crop} Sentinel-2 px)"
         )
+    if arch == "utae" or fusion == "late":
+        head = SentinelHead(
+            utae.feature_channels, classes, patch_size, aerial_resolution, sat_resolution
+        )
+        if arch == "utae":
+            return SentinelUTAE(utae, head)
+        return LateFusion(unet, utae, head, classes, mlp, drop_utae_modality)
     return UTT(
         arch_vhr=unet,
         arch_hr=utae,
@@ -155,4 +187,5 @@ def create_model(
         num_classes=classes,
         metadata_features=metadata_features,
         drop_utae_modality=drop_utae_modality,
+        fusion=fusion,
     )

@@ -10,7 +10,7 @@ itself is built by :func:`flair2.models.networks.build_unet`; :func:`decode`,
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 from segmentation_models_pytorch.base import SegmentationModel
@@ -18,9 +18,6 @@ from torch import Tensor, nn
 
 from flair2.models.fusion import MetadataMLP, add_metadata
 from flair2.models.networks import decode
-
-if TYPE_CHECKING:
-    from flair2.models.utt import UTT
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +30,13 @@ class SegmentationOutput(NamedTuple):
         aux_logits: B×K×H×W class scores of the satellite branch (U-T&T's
             auxiliary head), or None for the aerial-only model and when a
             forward was told ``with_aux=False``.
+        aerial_logits: B×K×H×W class scores of the aerial branch alone, when
+            ``logits`` combine two branches (late fusion), else None.
     """
 
     logits: Tensor
     aux_logits: Tensor | None = None
+    aerial_logits: Tensor | None = None
 
 
 def encoder_stride(unet: SegmentationModel) -> int:
@@ -60,30 +60,38 @@ def check_aerial(unet: SegmentationModel, aerial: Tensor) -> None:
         )
 
 
-def set_channels_last(model: AerialUNet | UTT, enabled: bool) -> None:
+def set_channels_last(model: nn.Module, enabled: bool) -> None:
     """Run a flair2 model's aerial U-Net (``model.arch_vhr``) channels-last, or back.
 
     Only the memory order of the U-Net's 4-D weights changes (state-dict keys and
     values stay), and the model lays its aerial input out the same way. Logits
     equal the default order's to 1e-5 relative. The U-TAE and the fusion stay in
     the default order: they hold few of the FLOPs, and channels-last made their
-    CPU gradients drift further from float64 (bench/README.md).
+    CPU gradients drift further from float64 (bench/README.md). A model without
+    an aerial network (the U-TAE-only model) is left as it is.
     """
-    model.arch_vhr.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
-    model.channels_last = enabled
+    unet = getattr(model, "arch_vhr", None)
+    if not isinstance(unet, nn.Module):
+        return
+    unet.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+    setattr(model, "channels_last", enabled)  # noqa: B010  (an attribute, not a submodule)
 
 
-def compile_unet(model: AerialUNet | UTT) -> None:
+def compile_unet(model: nn.Module) -> None:
     """Compile a flair2 model's aerial U-Net (encoder, decoder, head) in place.
 
     ``torch.compile`` with static shapes: the U-Net's inputs are fixed by the patch
     size and the batch, so it compiles once (and once more for a last, smaller
     batch). The U-TAE stays eager: its input changes with the number of Sentinel-2
     dates of each batch, which would recompile the whole model again and again.
-    In place (``Module.compile``): state-dict keys stay those of checkpoints.
+    In place (``Module.compile``): state-dict keys stay those of checkpoints. A
+    model without an aerial network is left as it is.
     """
-    unet = model.arch_vhr
-    for part in (unet.encoder, unet.decoder, unet.segmentation_head):
+    unet = getattr(model, "arch_vhr", None)
+    if not isinstance(unet, nn.Module):
+        return
+    for name in ("encoder", "decoder", "segmentation_head"):
+        part = unet.get_submodule(name)
         part.compile(dynamic=False)
 
 

@@ -32,6 +32,19 @@ the fusion terms go to every stage the encoder exposes, with the widths of
 ``encoder.out_channels`` and the sizes of the actual maps; a stage of 0 channels
 (the missing 1/2 scale of ConvNeXt, Swin…) gets none.
 
+Gated fusion (``fusion: gated``): each stage's fusion term passes through a
+learned per-channel gate before it is added,
+
+    f_i ← f_i + g_i ⊙ (cropped_i + collapsed_i),   g_i ∈ ℝ^{C_i}, g_i = 0 at init
+
+(``fusion_gates.i``). At initialisation the logits are exactly the plain
+U-Net's (with metadata); the gates open, channel by channel, where the
+Sentinel-2 terms lower the loss, so training starts from the aerial model
+instead of from a U-Net perturbed by a random satellite branch. The gate's
+gradient is the term itself, so it moves from the first step; the terms' own
+layers learn once it has. ``fusion: reference`` has no gates: its parameter
+names are the reference's.
+
 Also, the U-TAE's own output convolution (``arch_hr.out_conv``) is kept for
 checkpoint compatibility but never run, and the fusion terms of the first stage
 (the input itself, which no smp decoder reads) cannot affect the logits, nor
@@ -41,6 +54,8 @@ multi-GPU DDP needs ``find_unused_parameters=True``.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from segmentation_models_pytorch.base import SegmentationModel
@@ -73,6 +88,8 @@ class UTT(nn.Module):
             metadata MLP.
         drop_utae_modality: probability, in training, of dropping the
             satellite fusion terms for a sample.
+        fusion: ``reference`` (terms added as they are) or ``gated`` (each
+            stage's term scaled by a per-channel gate that starts at 0).
     """
 
     def __init__(
@@ -84,8 +101,11 @@ class UTT(nn.Module):
         num_classes: int,
         metadata_features: int | None = 45,
         drop_utae_modality: float = 0.0,
+        fusion: Literal["reference", "gated"] = "reference",
     ) -> None:
         super().__init__()
+        if fusion not in ("reference", "gated"):
+            raise ValueError(f"U-T&T: fusion must be reference or gated, got {fusion!r}")
         stride = encoder_stride(arch_vhr)
         if patch_size < stride or patch_size % stride:
             raise ValueError(f"U-T&T: patch_size must be a multiple of {stride}, got {patch_size}")
@@ -110,6 +130,13 @@ class UTT(nn.Module):
             else None
         )
         self.aux_head = nn.Conv2d(sat_channels, num_classes, kernel_size=1)
+        self.fusion = fusion
+        #: Per-stage, per-channel gates of the fusion terms (``fusion: gated``), zero at init.
+        self.fusion_gates = (
+            nn.ParameterList(nn.Parameter(torch.zeros(max(c, 0))) for c in stage_channels)
+            if fusion == "gated"
+            else None
+        )
         #: Whether the U-Net runs channels-last (:func:`~flair2.models.unet.set_channels_last`).
         self.channels_last = False
 
@@ -181,6 +208,8 @@ class UTT(nn.Module):
             if c_term is None or m_term is None:  # a 0-channel placeholder stage
                 continue
             term = c_term + m_term
+            if self.fusion_gates is not None:
+                term = term * self.fusion_gates[i][:, None, None]
             if keep is not None:
                 term = term * keep
             features[i] = features[i] + term

@@ -10,6 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from flair2.classes import CLASSES
 from flair2.config import Config, config_from_dict
 from flair2.schema import safe_load
 
@@ -31,10 +32,38 @@ CONFIG_NAME = "toy.yml"
 #: Classes of the toy dataset that only the Sentinel-2 series tells apart: they look
 #: alike from the air and differ in their seasonal profile.
 SENTINEL_ONLY_CLASSES = ("herbaceous vegetation", "agricultural land", "plowed land")
+#: Classes 1–9 of the toy dataset: their aerial looks differ, the image separates them.
+AERIAL_CLASSES = tuple(c for c in CLASSES[:12] if c not in SENTINEL_ONLY_CLASSES)
+#: The class groups every comparison on the toy data reports (the demo, bench/fusion.py):
+#: group name → classes; "all" is the 12 scored classes (the mIoU's).
+CLASS_GROUPS: dict[str, tuple[str, ...]] = {
+    "aerial classes 1-9": AERIAL_CLASSES,
+    "Sentinel-2-only classes 10-12": SENTINEL_ONLY_CLASSES,
+    "all 12 classes": tuple(CLASSES[:12]),
+}
 
 
-#: Config keys of a tiny U-T&T for quick CPU runs on toy data (tests, the benchmarks'
-#: quick modes): 8 px Sentinel-2 crops, a 2-stage U-TAE of 16 channels, ResNet-18.
+def group_scores(per_class_iou: dict[str, float | None]) -> dict[str, float]:
+    """Mean IoU of each of :data:`CLASS_GROUPS`, as the mIoU counts classes.
+
+    A class without a score (None: neither in the masks nor predicted) is left out,
+    as the evaluation's mIoU leaves it out; a group with no scored class counts 0.
+
+    Args:
+        per_class_iou: class name → IoU, as the evaluation reports it.
+
+    Returns:
+        Group name → mean IoU over the group's scored classes.
+    """
+    scores = {}
+    for group, classes in CLASS_GROUPS.items():
+        values = [v for c in classes if (v := per_class_iou.get(c)) is not None]
+        scores[group] = sum(values) / len(values) if values else 0.0
+    return scores
+
+
+#: Config keys of a tiny U-T&T for quick CPU runs on toy data (the demo, tests, the
+#: benchmarks): 8 px Sentinel-2 crops, a 2-stage U-TAE of 16 channels, ResNet-18.
 TINY_MODEL: dict[str, Any] = {
     "sat_patch_size": 8,
     "encoder_widths": [16, 16],
@@ -45,6 +74,11 @@ TINY_MODEL: dict[str, Any] = {
     "d_k": 4,
     "encoder_name": "resnet18",
 }
+
+
+#: The demo's toy patches (``flair2 demo``, ``bench/fusion.py``), with :data:`TINY_MODEL`:
+#: 64 px keeps the three trainings of the demo within minutes on a 2-core CPU.
+DEMO_PATCH_SIZE = 64
 
 
 def toy_config_dict(out: str | Path) -> dict[str, str]:

@@ -32,6 +32,6 @@ def describe_model(cfg: Config, patch_size: int, num_dates: int = 12) -> dict[st
         "parameters": f"{info['parameters']:,} ({info['parameters'] / 1e6:.2f} M)",
         "GFLOP per forward (batch 1)": f"{info['flops'] / 1e9:.1f}",
     }
-    if cfg.arch == "utt":
+    if cfg.with_sentinel():
         described["Sentinel-2 input"] = f"{num_dates} dates × {cfg.sat_patch_size} px"
     return described

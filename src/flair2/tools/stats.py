@@ -233,7 +233,7 @@ def compute_stats(
 
     Args:
         cfg: the configuration (data paths, split, ``num_classes``, Sentinel-2
-            processing, ``arch``: Sentinel-2 is read for ``utt`` only).
+            processing, ``arch``: Sentinel-2 is read for ``utt`` and ``utae``).
         max_patches: read at most this many patches, spread evenly over the split
             (domains are listed in order, so the first ones would cover few).
         progress: show a rich progress bar.
@@ -245,7 +245,7 @@ def compute_stats(
     if max_patches is not None and max_patches < 1:
         raise ConfigError(f"--max-patches: must be >= 1, got {max_patches}")
     records = discover(cfg, stages=("fit",)).train
-    with_sentinel = cfg.arch == "utt"
+    with_sentinel = cfg.with_sentinel()
     # The series as the model gets it, unscaled: standardising with mean 0 and std 1
     # is the identity on raw values (averaged or not).
     channels_sat = cfg.num_channels_sat

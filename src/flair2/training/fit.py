@@ -2,8 +2,9 @@
 
 A run writes everything under ``<out_folder>/<out_model_name>/``:
 ``config.yaml`` (the resolved config), ``checkpoints/best-*.ckpt`` (lowest
-validation loss) and ``checkpoints/last.ckpt`` (rewritten after every epoch's
-validation, improved or not), ``logs/tensorboard/`` and
+validation loss, or highest validation mIoU with ``checkpoint_monitor: val_miou``)
+and ``checkpoints/last.ckpt`` (rewritten after every epoch's validation, improved
+or not), ``logs/tensorboard/`` and
 ``logs/csv/version_N/metrics.csv`` (one version per invocation, resumes included).
 
 Checkpoints are written atomically and carry the random generators' states, so
@@ -28,6 +29,7 @@ from flair2.config import Config, save_config
 from flair2.data.datamodule import FlairDataModule
 from flair2.errors import CheckpointError, ConfigError, UnsafeCheckpointError
 from flair2.io import LOCK_NAME, check_output_outside, output_lock, remove_stale_temporaries
+from flair2.models.aerial_init import load_aerial_weights
 from flair2.models.checkpoint_files import (
     checkpoint_safe_globals,
     checkpoints_trusted,
@@ -109,7 +111,9 @@ def train(cfg: Config, resume: str | Path | None = None) -> TrainResult:
             picks ``checkpoints/last.ckpt`` of the output folder.
 
     Returns:
-        The run's output folder, checkpoints and best validation loss.
+        The run's output folder, checkpoints and best monitored score
+        (``best_val_loss``: the validation loss, or mIoU with
+        ``checkpoint_monitor: val_miou``).
     """
     quiet_lightning()
     out_dir = cfg.output_dir()
@@ -151,6 +155,9 @@ def _train(cfg: Config, resume: str | Path | None, out_dir: Path) -> TrainResult
     task = SegmentationTask(cfg, patch_size=datamodule.patch_size())
     if ckpt_path is not None:
         check_resume_checkpoint(Path(ckpt_path), task)
+    elif cfg.init_aerial_from:
+        # A resumed run has its own aerial weights; only a new run starts from another's.
+        load_aerial_weights(task.model, cfg.init_aerial_from)
     if process_rank() == 0:
         save_config(cfg, out_dir / "config.yaml")
     trainer = fit_trainer(cfg, out_dir)

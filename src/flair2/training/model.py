@@ -8,9 +8,7 @@ training, prediction, detection and ``flair2 model-info`` alike.
 from __future__ import annotations
 
 from flair2.config import Config
-from flair2.models.create import METADATA_EXTRA, create_model
-from flair2.models.unet import AerialUNet
-from flair2.models.utt import UTT
+from flair2.models.create import METADATA_EXTRA, FlairModel, create_model
 
 
 def metadata_features(cfg: Config) -> int | None:
@@ -18,11 +16,11 @@ def metadata_features(cfg: Config) -> int | None:
     return cfg.geo_enc_size + METADATA_EXTRA if cfg.aerial_metadata else None
 
 
-def build_model(cfg: Config, patch_size: int) -> AerialUNet | UTT:
+def build_model(cfg: Config, patch_size: int) -> FlairModel:
     """Create the model a configuration describes, with sizes for ``patch_size``.
 
     Args:
-        cfg: the configuration (keys ``arch``, ``encoder_name``,
+        cfg: the configuration (keys ``arch``, ``fusion``, ``encoder_name``,
             ``encoder_weights``, ``decoder_name``, ``num_classes``, ``num_channels_aerial``,
             ``num_channels_sat``, the U-TAE keys, ``aerial_metadata``,
             ``geo_enc_size``, ``drop_utae_modality``, ``sat_patch_size``,
@@ -59,4 +57,5 @@ def build_model(cfg: Config, patch_size: int) -> AerialUNet | UTT:
         pad_value=cfg.pad_value,
         padding_mode=cfg.padding_mode,
         drop_utae_modality=cfg.drop_utae_modality,
+        fusion=cfg.fusion,
     )

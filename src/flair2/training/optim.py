@@ -12,14 +12,15 @@ from flair2.settings import OptimizerSettings
 
 
 def configure(
-    params: Iterable[torch.nn.Parameter],
+    params: Iterable[torch.nn.Parameter] | list[dict[str, Any]],
     settings: OptimizerSettings,
     total_steps: int | None = None,
 ) -> Any:
     """The optimiser and schedule, in the form Lightning's ``configure_optimizers`` returns.
 
     Args:
-        params: the trainable parameters.
+        params: the trainable parameters, or parameter groups (dicts with
+            ``params`` and optionally their own ``lr``).
         settings: optimiser, learning rate, momentum, weight decay and schedule.
         total_steps: optimiser steps of the whole run (the cosine schedule needs it).
 

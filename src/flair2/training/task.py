@@ -24,6 +24,7 @@ from flair2.config import Config, config_from_dict
 from flair2.errors import Flair2Error
 from flair2.evaluation.metrics import miou
 from flair2.models import SegmentationOutput, compile_unet, set_channels_last
+from flair2.models.aerial_init import is_aerial_parameter
 from flair2.models.memory import checkpoint_decoder_blocks
 from flair2.settings import LossSettings, OptimizerSettings
 from flair2.training.ema import WeightAverage
@@ -84,7 +85,9 @@ class SegmentationTask(pl.LightningModule):
         self.model = build_model(cfg, patch_size)
         # Training's setting; prediction sets its own (predict, ensembles, detect).
         set_channels_last(self.model, cfg.channels_last_for("fit"))
-        checkpoint_decoder_blocks(self.model.arch_vhr, cfg.checkpoint_decoder_blocks)
+        unet = getattr(self.model, "arch_vhr", None)
+        if isinstance(unet, torch.nn.Module):  # the U-TAE-only model has no U-Net
+            checkpoint_decoder_blocks(unet, cfg.checkpoint_decoder_blocks)
         if cfg.compile_model:
             compile_unet(self.model)
         self.criterion = build_criterion(LossSettings.from_config(cfg))
@@ -121,13 +124,17 @@ class SegmentationTask(pl.LightningModule):
     def compute_loss(self, out: SegmentationOutput, labels: Tensor) -> Tensor:
         """``w_utae · loss_sat(aux) + w_unet · loss_aerial(logits)``, as the reference weighs them.
 
-        Each branch's loss is cross-entropy by default (the reference), or the sum of
-        terms ``loss_weights`` names (:func:`flair2.training.losses.build_criterion`).
+        Late fusion adds the aerial branch's own loss, ``w_unet · loss_aerial(aerial_logits)``:
+        its ``logits`` are the combination. Each branch's loss is cross-entropy by default
+        (the reference), or the sum of terms ``loss_weights`` names
+        (:func:`flair2.training.losses.build_criterion`).
         """
         w_utae, w_unet = self.cfg.w_unet_utae
         loss = w_unet * self.criterion[0](out.logits, labels)
         if out.aux_logits is not None and w_utae > 0:
             loss = loss + w_utae * self.criterion[1](out.aux_logits, labels)
+        if out.aerial_logits is not None and w_unet > 0:
+            loss = loss + w_unet * self.criterion[0](out.aerial_logits, labels)
         return loss
 
     def _world_size(self) -> int:
@@ -313,10 +320,45 @@ class SegmentationTask(pl.LightningModule):
         return tta_probabilities(lambda view: self(view, with_aux=False), batch)
 
     # ------------------------------------------------------------------
+    def aerial_parameters(self) -> list[torch.nn.Parameter]:
+        """The aerial network's trainable parameters (``arch_vhr``, ``mtd_mlp``)."""
+        return [
+            p
+            for name, p in self.model.named_parameters()
+            if p.requires_grad and is_aerial_parameter(name)
+        ]
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Hold the aerial network still for the first ``freeze_aerial_epochs`` epochs.
+
+        Its gradients are dropped (None), so the optimiser leaves those weights,
+        their momentum and their weight decay alone; BatchNorm statistics still follow
+        the data.
+        """
+        if self.current_epoch < self.cfg.freeze_aerial_epochs:
+            for param in self.aerial_parameters():
+                param.grad = None
+
     def configure_optimizers(self) -> Any:
-        """The optimiser and learning-rate schedule (:func:`flair2.training.optim.configure`)."""
+        """The optimiser and learning-rate schedule (:func:`flair2.training.optim.configure`).
+
+        With ``aerial_lr_scale`` ≠ 1 the aerial network's parameters form a group of
+        their own, at ``aerial_lr_scale · lr`` (the schedule scales both groups alike).
+        """
         params = [p for p in self.parameters() if p.requires_grad]
+        groups: list[dict[str, Any]] | None = None
+        if self.cfg.aerial_lr_scale != 1.0 and self.cfg.arch != "utae":
+            aerial = {id(p) for p in self.aerial_parameters()}
+            groups = [
+                {"params": [p for p in params if id(p) not in aerial]},
+                {
+                    "params": [p for p in params if id(p) in aerial],
+                    "lr": self.cfg.lr * self.cfg.aerial_lr_scale,
+                },
+            ]
         total = None
         if self.cfg.scheduler == "cosine":
             total = int(self.trainer.estimated_stepping_batches)
-        return configure(params, OptimizerSettings.from_config(self.cfg), total)
+        return configure(
+            groups if groups is not None else params, OptimizerSettings.from_config(self.cfg), total
+        )

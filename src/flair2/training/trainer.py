@@ -111,7 +111,10 @@ def create_trainer(
 
 
 def fit_trainer(cfg: Config, out_dir: Path, max_epochs: int | None = None) -> pl.Trainer:
-    """A training Trainer: checkpoints (best by val_loss + last), early stopping, loggers.
+    """A training Trainer: checkpoints (best + last), early stopping, loggers.
+
+    The best checkpoint and early stopping follow ``checkpoint_monitor``
+    (``val_loss``, lowest, the reference's choice; or ``val_miou``, highest).
 
     Checkpoints are written atomically (:class:`~flair2.training.callbacks.AtomicCheckpointIO`)
     and hold the random states (:class:`~flair2.training.callbacks.RandomStateCheckpoint`).
@@ -125,11 +128,13 @@ def fit_trainer(cfg: Config, out_dir: Path, max_epochs: int | None = None) -> pl
         The Trainer.
     """
     ckpt_dir = out_dir / "checkpoints"
+    monitor = cfg.checkpoint_monitor
+    mode = "max" if monitor == "val_miou" else "min"
     best = ModelCheckpoint(
         dirpath=ckpt_dir,
-        filename="best-{epoch:02d}-{val_loss:.4f}",
-        monitor="val_loss",
-        mode="min",
+        filename="best-{epoch:02d}-{" + monitor + ":.4f}",
+        monitor=monitor,
+        mode=mode,
         save_top_k=1,
         auto_insert_metric_name=True,
     )
@@ -143,7 +148,7 @@ def fit_trainer(cfg: Config, out_dir: Path, max_epochs: int | None = None) -> pl
         save_top_k=1,
         enable_version_counter=False,
     )
-    stop = EarlyStopping(monitor="val_loss", mode="min", patience=cfg.early_stopping_patience)
+    stop = EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience)
     loggers = [
         # One version folder per invocation, so a resumed run adds its logs beside the
         # first run's instead of overwriting them.
@@ -164,6 +169,7 @@ def fit_trainer(cfg: Config, out_dir: Path, max_epochs: int | None = None) -> pl
         logger=loggers,
         num_sanity_val_steps=0,
         gradient_clip_val=cfg.gradient_clip_val,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
         limit_train_batches=cfg.limit_train_batches,
         limit_val_batches=cfg.limit_val_batches,
         log_every_n_steps=1,
