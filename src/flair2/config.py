@@ -225,6 +225,9 @@ class Config:
     #: Exponential moving average of the weights (e.g. 0.999): validated, checkpointed
     #: and predicted with; null = off.
     ema_decay: float | None = None
+    #: Ramp the average's decay up with the step count, min(ema_decay, (1 + n) / (10 + n))
+    #: (timm's warm-up), so that a short run does not keep its initial weights.
+    ema_warmup: bool = True
 
     # -----------------------------------------------------------------------
     def class_weights(self) -> tuple[list[float], list[float]]:
