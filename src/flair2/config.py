@@ -140,6 +140,13 @@ class Config:
     encoder_name: str = "resnet34"
     #: Encoder weights: null (random init), "imagenet" (needs internet) or a local file path.
     encoder_weights: str | None = None
+    #: flair2: start training from another code's checkpoint (IGN's FLAIR-1 / FLAIR-INC,
+    #: FLAIR-HUB, a bare smp state dict, flair2): what fits is loaded, the rest keeps its
+    #: initialisation (:mod:`flair2.models.foreign`); not applied on ``--resume``. null = off.
+    init_weights: str | None = None
+    #: flair2: the nomenclature of ``init_weights``' classification head
+    #: (``flair2.classes.NOMENCLATURES``); null = from its number of classes.
+    init_weights_classes: str | None = None
     #: Aerial decoder (smp; ``flair2.models.networks.DECODERS``), fed with the fused encoder maps.
     decoder_name: Literal[
         "unet",
