@@ -26,7 +26,7 @@ Prints one JSON line: per preset ``miou``, ``per_class`` (IoU), ``epochs``,
 ``overrides``, ``patch_size``, ``threads``.
 
     python bench/preset_compare.py --budget 1200 --out preset-compare   # ~45 min on 2 cores
-    python bench/preset_compare.py --epochs 20 --out preset-epochs     # equal epochs
+    python bench/preset_compare.py --epochs 12 --patch 64 --out preset-epochs  # equal epochs
     python bench/preset_compare.py --quick                              # 64 px smoke run
 """
 
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget", type=float, default=1200.0, help="training seconds each")
     parser.add_argument("--out", type=Path, default=None, help="keep data and runs here")
     parser.add_argument("--epochs", type=int, default=None, help="equal epochs, not time")
+    parser.add_argument("--patch", type=int, default=None, help="toy patch side (default 128)")
     parser.add_argument("--quick", action="store_true", help="64 px tiny data, 20 s budget")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--preset", type=Path, action="append", help="default: the two presets")
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     warnings.filterwarnings("ignore")
     presets = args.preset or list(PRESETS)
     budget = 20.0 if args.quick else args.budget
-    patch = 64 if args.quick else 128
+    patch = args.patch or (64 if args.quick else 128)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         root = out / "data"

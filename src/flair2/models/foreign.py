@@ -289,7 +289,10 @@ def load_foreign_weights(
         CheckpointError: unreadable file, no layout recognised, or an unknown nomenclature.
     """
     name = f"init_weights {source}" if isinstance(source, (str, Path)) else "init_weights"
-    raw = read_checkpoint_file(source) if isinstance(source, (str, Path)) else source
+    try:
+        raw = read_checkpoint_file(source) if isinstance(source, (str, Path)) else source
+    except CheckpointError as error:
+        raise type(error)(f"init_weights: {error}") from None
     state, dropped = _unwrap(raw)
     expected = model.state_dict()
     try:
