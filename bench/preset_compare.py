@@ -111,7 +111,7 @@ def run_preset(
         epochs, epoch_seconds = epochs_for_budget(preset, root, out / "calibration", budget)
         cfg = preset_config(preset, root, out, preset.stem, num_epochs=epochs)
     else:
-        epoch_seconds = float("nan")
+        epoch_seconds = None  # not measured: no calibration runs
         cfg = preset_config(preset, root, out, preset.stem, toy_ema=False, num_epochs=epochs)
     train_seconds, result = timed_training(cfg)
     checkpoint = result.best_checkpoint or result.last_checkpoint
@@ -125,7 +125,7 @@ def run_preset(
         "per_class": {name: c["iou"] for name, c in metrics["per_class"].items()},
         "epochs": epochs,
         "epochs_run": result.epochs,
-        "epoch_seconds": round(epoch_seconds, 2),
+        "epoch_seconds": None if epoch_seconds is None else round(epoch_seconds, 2),
         "ema_decay": cfg.ema_decay,
         "ema_warmup": cfg.ema_warmup,
         "train_seconds": round(train_seconds, 1),
