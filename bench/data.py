@@ -3,7 +3,11 @@
 Measures what one training epoch reads: aerial + mask + Sentinel-2 crop (cloud
 filter, monthly averages) + metadata + augmentation. Prints one JSON line:
 ``samples_per_s`` (Dataset, one process), ``loader0_samples_per_s`` (DataLoader,
-0 workers), ``loader_samples_per_s`` (DataLoader, 2 workers) and ``peak_rss_mb``.
+0 workers), ``loader_samples_per_s`` (DataLoader, 2 workers) and ``peak_rss_mb``; and
+``aerial_read_ms``: milliseconds per aerial patch (5 bands, uint8, bands first,
+contiguous) read by each reader: flair2's header parser (``flair2.data.tiff``),
+tifffile (when installed), rasterio/GDAL; each the median of ``--rounds`` passes over
+the training patches, the readers taking turns within each round.
 
     python bench/data.py                 # generates a 512 px toy dataset in a temp folder
     python bench/data.py --data ROOT     # a dataset in the official layout (ROOT/toy.yml or flags)
@@ -68,6 +72,44 @@ def measure(data_root: Path, samples: int, workers: int, batch_size: int) -> dic
     }
 
 
+def reader_times(data_root: Path, rounds: int, limit: int = 64) -> dict[str, float]:
+    """Milliseconds per aerial patch read into (5, H, W) uint8, median over ``rounds``."""
+    import statistics
+
+    import numpy as np
+    import rasterio
+
+    from flair2.data.tiff import read_plain_tiff
+
+    files = sorted(data_root.glob("flair_aerial_train/**/IMG_*.tif"))[:limit]
+
+    def with_rasterio(path: Path) -> np.ndarray:
+        with rasterio.open(path) as src:
+            return src.read()
+
+    readers = {"flair2": lambda path: read_plain_tiff(path, 5), "rasterio": with_rasterio}
+    try:
+        import tifffile
+
+        # tifffile returns (H, W, bands) for GDAL's pixel-interleaved files: the dataset
+        # needs bands first and contiguous, as the other two give.
+        readers["tifffile"] = lambda path: np.ascontiguousarray(
+            np.moveaxis(tifffile.imread(path), -1, 0)
+        )
+    except ImportError:
+        pass
+    first = {name: read(files[0]) for name, read in readers.items()}
+    assert all(np.array_equal(a, first["flair2"]) for a in first.values())
+    times: dict[str, list[float]] = {name: [] for name in readers}
+    for _ in range(rounds):
+        for name, read in readers.items():
+            start = time.perf_counter()
+            for path in files:
+                read(path)
+            times[name].append((time.perf_counter() - start) * 1000 / len(files))
+    return {name: round(statistics.median(t), 3) for name, t in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=None, help="dataset root (official layout)")
@@ -75,13 +117,15 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=None, help="samples per measurement")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="unused: data loading runs on the CPU")
+    parser.add_argument("--rounds", type=int, default=None, help="passes of the reader timing")
     args = parser.parse_args()
     torch.set_num_threads(1)
     patch_size = 64 if args.quick else 512
     samples = args.samples or (8 if args.quick else 200)
     with tempfile.TemporaryDirectory() as tmp:
         root = dataset_root(args.data, tmp, patch_size)
-        figures = measure(root, samples, args.workers, batch_size=4)
+        figures: dict[str, object] = dict(measure(root, samples, args.workers, batch_size=4))
+        figures["aerial_read_ms"] = reader_times(root, args.rounds or (2 if args.quick else 7))
     figures.update(patch_size=patch_size, peak_rss_mb=round(peak_rss_mb(), 1))
     print(json.dumps(figures))
     return 0

@@ -1,4 +1,4 @@
-"""flair2-plus against the reference U-T&T preset on the toy dataset, for equal training time.
+"""flair2-plus against the reference U-T&T preset on the toy dataset, equal time or epochs.
 
 Generates the 128 px toy dataset of ``flair2 demo`` (48 train, 16 validation, 20 test
 patches), then for each preset (default: ``configs/leaderboard-4-utt-filter-avg-aug.yml``,
@@ -17,11 +17,16 @@ weights (``encoder_weights: null``: no network), ``precision: "32"`` (bf16 autoc
 is slow on most CPUs) and, for a preset with a weight average, ``ema_decay: 0.95``
 (0.999 spans a fraction of an epoch of FLAIR #2 but hundreds of toy epochs).
 
+With ``--epochs N`` both presets train N epochs instead (no calibration) and keep
+their own ``ema_decay`` (flair2-plus: 0.999, with the warm-up of ``ema_warmup``): the
+comparison of the presets as they are written, at equal epochs.
+
 Prints one JSON line: per preset ``miou``, ``per_class`` (IoU), ``epochs``,
 ``train_seconds``, ``predict_seconds``, ``epoch_seconds``; plus ``budget_s``,
 ``overrides``, ``patch_size``, ``threads``.
 
     python bench/preset_compare.py --budget 1200 --out preset-compare   # ~45 min on 2 cores
+    python bench/preset_compare.py --epochs 12 --patch 64 --out preset-epochs  # equal epochs
     python bench/preset_compare.py --quick                              # 64 px smoke run
 """
 
@@ -67,12 +72,17 @@ CPU_OVERRIDES: dict[str, Any] = {
 TOY_EMA_DECAY = 0.95
 
 
-def preset_config(preset: Path, root: Path, out: Path, name: str, **extra: Any) -> Config:
-    """The preset with the data paths of ``root`` and the CPU overrides."""
+def preset_config(
+    preset: Path, root: Path, out: Path, name: str, toy_ema: bool = True, **extra: Any
+) -> Config:
+    """The preset with the data paths of ``root`` and the CPU overrides.
+
+    ``toy_ema``: replace the preset's ``ema_decay`` (if any) by :data:`TOY_EMA_DECAY`.
+    """
     raw = yaml.safe_load(preset.read_text(encoding="utf-8"))
     raw["data"] = toy_config_dict(root)
     raw.update(CPU_OVERRIDES, out_folder=str(out), out_model_name=name)
-    if raw.get("ema_decay") is not None:
+    if toy_ema and raw.get("ema_decay") is not None:
         raw["ema_decay"] = TOY_EMA_DECAY
     raw.update(extra)
     return config_from_dict(raw)
@@ -93,9 +103,16 @@ def epochs_for_budget(preset: Path, root: Path, out: Path, budget: float) -> tup
     return max(1, int((budget - start_up) // epoch)), epoch
 
 
-def run_preset(preset: Path, root: Path, out: Path, budget: float) -> dict[str, Any]:
-    epochs, epoch_seconds = epochs_for_budget(preset, root, out / "calibration", budget)
-    cfg = preset_config(preset, root, out, preset.stem, num_epochs=epochs)
+def run_preset(
+    preset: Path, root: Path, out: Path, budget: float, epochs: int | None = None
+) -> dict[str, Any]:
+    """Train (for ``budget`` seconds, or ``epochs`` epochs), predict and score one preset."""
+    if epochs is None:
+        epochs, epoch_seconds = epochs_for_budget(preset, root, out / "calibration", budget)
+        cfg = preset_config(preset, root, out, preset.stem, num_epochs=epochs)
+    else:
+        epoch_seconds = None  # not measured: no calibration runs
+        cfg = preset_config(preset, root, out, preset.stem, toy_ema=False, num_epochs=epochs)
     train_seconds, result = timed_training(cfg)
     checkpoint = result.best_checkpoint or result.last_checkpoint
     predictions = result.out_dir / "predictions"
@@ -108,7 +125,9 @@ def run_preset(preset: Path, root: Path, out: Path, budget: float) -> dict[str, 
         "per_class": {name: c["iou"] for name, c in metrics["per_class"].items()},
         "epochs": epochs,
         "epochs_run": result.epochs,
-        "epoch_seconds": round(epoch_seconds, 2),
+        "epoch_seconds": None if epoch_seconds is None else round(epoch_seconds, 2),
+        "ema_decay": cfg.ema_decay,
+        "ema_warmup": cfg.ema_warmup,
         "train_seconds": round(train_seconds, 1),
         "predict_seconds": round(predicted.seconds, 2),
         "tta": cfg.tta,
@@ -120,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=1200.0, help="training seconds each")
     parser.add_argument("--out", type=Path, default=None, help="keep data and runs here")
+    parser.add_argument("--epochs", type=int, default=None, help="equal epochs, not time")
+    parser.add_argument("--patch", type=int, default=None, help="toy patch side (default 128)")
     parser.add_argument("--quick", action="store_true", help="64 px tiny data, 20 s budget")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--preset", type=Path, action="append", help="default: the two presets")
@@ -130,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     warnings.filterwarnings("ignore")
     presets = args.preset or list(PRESETS)
     budget = 20.0 if args.quick else args.budget
-    patch = 64 if args.quick else 128
+    patch = args.patch or (64 if args.quick else 128)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         root = out / "data"
@@ -142,12 +163,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             generate_toy_dataset(root, patch_size=patch, seed=0, **toy)
         # Lightning prints model summaries on stdout: keep it for the JSON line.
         with contextlib.redirect_stdout(sys.stderr):
-            results = {p.stem: run_preset(p, root, out / "runs", budget) for p in presets}
+            results = {
+                p.stem: run_preset(p, root, out / "runs", budget, args.epochs) for p in presets
+            }
     overrides = {k: v for k, v in CPU_OVERRIDES.items() if k != "enable_progress_bar"}
-    overrides["ema_decay"] = f"{TOY_EMA_DECAY} where the preset averages weights"
+    if args.epochs is None:
+        overrides["ema_decay"] = f"{TOY_EMA_DECAY} where the preset averages weights"
     report = {
         "presets": results,
-        "budget_s": budget,
+        "budget_s": None if args.epochs else budget,
+        "epochs": args.epochs,
         "patch_size": patch,
         "threads": torch.get_num_threads(),
         "overrides": overrides,

@@ -72,6 +72,29 @@ CLASSES: list[str] = [FULL_CLASSES[v] for v in range(1, 13)] + ["other"]
 #: Model index (0–12) → hex colour; "other" is black.
 PALETTE: list[str] = [FULL_PALETTE[v] for v in range(1, 13)] + ["#000000"]
 
+#: Class names by model index, per nomenclature a published head may be trained on.
+#: flair2's 13 classes are FLAIR's 12 first classes plus "other" (values 13–19); the
+#: others are those of IGN's published models (``init_weights_classes``).
+NOMENCLATURES: dict[str, tuple[str, ...]] = {
+    # flair2 / FLAIR #2 baselines.
+    "flair2-13": tuple(CLASSES),
+    # FLAIR #1's full nomenclature (label values 1–19), as FLAIR-1's 19-class models.
+    "flair-19": tuple(FULL_CLASSES[v] for v in range(1, 20)),
+    # FLAIR-INC "15cl" (model cards on IGN's hub): the 12, swimming pool, greenhouse, other.
+    "flair-inc-15": (
+        *(FULL_CLASSES[v] for v in range(1, 13)), "swimming pool", "greenhouse", "other",
+    ),
+    # FLAIR-INC "12cl": FLAIR's 12 first classes, no "other".
+    "flair-inc-12": tuple(FULL_CLASSES[v] for v in range(1, 13)),
+    # FLAIR-HUB's AERIAL_LABEL-COSIA task (configs/train/config_supervision.yaml), in its order.
+    "cosia-19": (
+        "building", "greenhouse", "swimming pool", "impervious surface", "pervious surface",
+        "bare soil", "water", "snow", "herbaceous vegetation", "agricultural land",
+        "plowed land", "vineyard", "deciduous", "coniferous", "brushwood", "clear cut",
+        "ligneous", "mixed", "other",
+    ),
+}  # fmt: skip
+
 #: Alternative spellings accepted in configs, mapped to the canonical name.
 #: The reference configuration spells "agricultural land" as "agricutural land".
 CLASS_ALIASES: dict[str, str] = {"agricutural land": "agricultural land"}

@@ -141,6 +141,16 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_weights(args: argparse.Namespace) -> int:
+    """``flair2 export-weights``: model.safetensors + config.yaml + README.md model card."""
+    from flair2.tools.export import export_weights
+
+    cfg = _load(args) if args.config else None
+    out = export_weights(args.checkpoint, args.out, cfg, metrics=args.metrics)
+    print(f"exported to {out}: use it as --checkpoint {out}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``flair2 train``: train (or resume) and log the best checkpoint."""
     from flair2.training import train
@@ -246,6 +256,7 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
     "check-data": (cmd_check_data, "check a dataset's files and print a summary"),
     "stats": (cmd_stats, "class frequencies and weights, band means/stds of the training split"),
     "model-info": (cmd_model_info, "parameter count and FLOPs of the configured model"),
+    "export-weights": (cmd_export_weights, "model.safetensors + config.yaml + model card"),
 }
 
 
@@ -367,6 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--patch-size", type=int, default=None, help="aerial size (default 512)")
     p.add_argument("--dates", type=int, default=12, help="Sentinel-2 dates (default 12)")
+
+    p = sub.add_parser("export-weights", help=COMMANDS["export-weights"][1])
+    p.add_argument("--checkpoint", required=True, type=Path, help="a training checkpoint")
+    p.add_argument("--out", required=True, type=Path, help="the folder to write")
+    _add_config_args(p, required=False)  # default: the configuration the checkpoint stores
+    p.add_argument("--metrics", type=Path, default=None, help="default: the run's metrics.json")
+    _add_trust_arg(p)
 
     p = sub.add_parser("detect", help=COMMANDS["detect"][1])
     _add_config_args(p)

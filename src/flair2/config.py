@@ -164,6 +164,13 @@ class Config:
     encoder_name: str = "resnet34"
     #: Encoder weights: null (random init), "imagenet" (needs internet) or a local file path.
     encoder_weights: str | None = None
+    #: flair2: start training from another code's checkpoint (IGN's FLAIR-1 / FLAIR-INC,
+    #: FLAIR-HUB, a bare smp state dict, flair2): what fits is loaded, the rest keeps its
+    #: initialisation (:mod:`flair2.models.foreign`); not applied on ``--resume``. null = off.
+    init_weights: str | None = None
+    #: flair2: the nomenclature of ``init_weights``' classification head
+    #: (``flair2.classes.NOMENCLATURES``); null = from its number of classes.
+    init_weights_classes: str | None = None
     #: Aerial decoder (smp; ``flair2.models.networks.DECODERS``), fed with the fused encoder maps.
     decoder_name: Literal[
         "unet",
@@ -249,6 +256,9 @@ class Config:
     #: Exponential moving average of the weights (e.g. 0.999): validated, checkpointed
     #: and predicted with; null = off.
     ema_decay: float | None = None
+    #: Ramp the average's decay up with the step count, min(ema_decay, (1 + n) / (10 + n))
+    #: (timm's warm-up), so that a short run does not keep its initial weights.
+    ema_warmup: bool = True
 
     # -----------------------------------------------------------------------
     def class_weights(self) -> tuple[list[float], list[float]]:

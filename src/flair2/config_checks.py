@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING
 
-from flair2.classes import CLASSES, canonical_class_name
+from flair2.classes import CLASSES, NOMENCLATURES, canonical_class_name
 from flair2.errors import ConfigError
 from flair2.formats import PATCH_MULTIPLE, is_patch_multiple
 from flair2.schema import check
@@ -153,6 +153,12 @@ def validate(cfg: Config) -> Config:
         "average_period",
         "only applies to averaged series: set average_month: true, or leave it 'month'",
     )
+    if cfg.init_weights_classes is not None:
+        check(
+            cfg.init_weights_classes in NOMENCLATURES,
+            "init_weights_classes",
+            f"must be one of {', '.join(NOMENCLATURES)}, or null (from the head's size)",
+        )
     if cfg.ema_decay is not None:
         check(0.0 < cfg.ema_decay < 1.0, "ema_decay", "must be in (0, 1), or null (off)")
     return cfg

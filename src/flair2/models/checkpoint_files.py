@@ -150,11 +150,59 @@ def _torch_load(path: Path, mmap: bool) -> Any:
         ) from None
 
 
+#: The weights file of a folder written by ``flair2 export-weights`` (model hubs' layout).
+EXPORTED_WEIGHTS = "model.safetensors"
+#: The configuration beside it.
+EXPORTED_CONFIG = "config.yaml"
+
+
+def checkpoint_content_file(path: str | Path) -> Path:
+    """The file that holds a checkpoint's weights: ``path``, or an exported folder's weights."""
+    path = Path(path)
+    return path / EXPORTED_WEIGHTS if path.is_dir() else path
+
+
+def read_exported_folder(folder: Path) -> dict[str, Any]:
+    """An exported folder (``model.safetensors`` + ``config.yaml``) as a flair2 checkpoint.
+
+    Returns:
+        ``{"state_dict": {"model.<key>": tensor}, "hyper_parameters": {"config",
+        "patch_size"}}``: the shape of a checkpoint of flair2's training task, so
+        that every reader of checkpoints takes the folder as one.
+    """
+    import yaml
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    weights = folder / EXPORTED_WEIGHTS
+    try:
+        state = load_file(str(weights), device="cpu")
+        with safe_open(str(weights), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        config_file = folder / EXPORTED_CONFIG
+        config = (
+            yaml.safe_load(config_file.read_text(encoding="utf-8"))
+            if config_file.is_file()
+            else None
+        )
+    except Exception as exc:
+        raise CheckpointError(
+            f"exported model {folder}: cannot be read ({type(exc).__name__}: {exc})"
+        ) from exc
+    hparams: dict[str, Any] = {}
+    if isinstance(config, Mapping):
+        hparams["config"] = dict(config)
+    if metadata.get("patch_size", "").isdigit():
+        hparams["patch_size"] = int(metadata["patch_size"])
+    return {"state_dict": {f"model.{k}": v for k, v in state.items()}, "hyper_parameters": hparams}
+
+
 def read_checkpoint_file(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     """Read a torch or safetensors file into a dict, on the CPU, running no code from it.
 
     Args:
-        path: the file.
+        path: the file, or a folder written by ``flair2 export-weights``
+            (:func:`read_exported_folder`).
         mmap: memory-map a zip-format torch file (what ``torch.save`` writes): only
             the tensors used are read, so loading weights costs no memory for a
             training checkpoint's optimizer state, nor a second copy of the
@@ -167,6 +215,8 @@ def read_checkpoint_file(path: str | Path, *, mmap: bool = False) -> dict[str, A
         CheckpointError: missing, unreadable, or not a mapping.
     """
     path = Path(path)
+    if path.is_dir() and (path / EXPORTED_WEIGHTS).is_file():
+        return read_exported_folder(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path}: not found")
     try:

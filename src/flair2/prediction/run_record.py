@@ -20,6 +20,7 @@ from typing import Any
 from flair2.errors import CheckpointError, ConfigError
 from flair2.formats import PRED_PATTERN, Values
 from flair2.io import file_fingerprint, write_json_atomic
+from flair2.models.checkpoint_files import checkpoint_content_file
 
 #: The record's file name, in the predictions folder.
 RECORD_NAME = "prediction_run.json"
@@ -47,9 +48,10 @@ def run_record(
     """
     prints = []
     for path in checkpoints:
-        if not Path(path).is_file():
+        content = checkpoint_content_file(path)  # an exported folder: its weights file
+        if not content.is_file():
             raise CheckpointError(f"checkpoint file {path}: not found")
-        prints.append(file_fingerprint(path))
+        prints.append(file_fingerprint(content))
     return {
         "version": RECORD_VERSION,
         "checkpoints": prints,

@@ -40,6 +40,7 @@ from flair2.models.checkpoints import (
     map_reference_state_dict,
     shape_report,
 )
+from flair2.models.foreign import load_foreign_weights
 from flair2.ranks import process_rank
 from flair2.training.task import SegmentationTask
 from flair2.training.trainer import fit_trainer, handle_trainer_failure, quiet_lightning
@@ -155,9 +156,13 @@ def _train(cfg: Config, resume: str | Path | None, out_dir: Path) -> TrainResult
     task = SegmentationTask(cfg, patch_size=datamodule.patch_size())
     if ckpt_path is not None:
         check_resume_checkpoint(Path(ckpt_path), task)
-    elif cfg.init_aerial_from:
-        # A resumed run has its own aerial weights; only a new run starts from another's.
-        load_aerial_weights(task.model, cfg.init_aerial_from)
+    else:
+        # A resumed run has its own weights; a new one may start from other files:
+        # a foreign checkpoint (IGN's layouts), then a trained U-Net's aerial network.
+        if cfg.init_weights:
+            load_foreign_weights(task.model, cfg.init_weights, cfg.init_weights_classes)
+        if cfg.init_aerial_from:
+            load_aerial_weights(task.model, cfg.init_aerial_from)
     if process_rank() == 0:
         save_config(cfg, out_dir / "config.yaml")
     trainer = fit_trainer(cfg, out_dir)

@@ -92,7 +92,11 @@ class SegmentationTask(pl.LightningModule):
             compile_unet(self.model)
         self.criterion = build_criterion(LossSettings.from_config(cfg))
         #: Shadow weights (``ema_decay``); not a module, so not in ``state_dict()``.
-        self.weight_average = WeightAverage(cfg.ema_decay) if cfg.ema_decay is not None else None
+        self.weight_average = (
+            WeightAverage(cfg.ema_decay, warmup=cfg.ema_warmup)
+            if cfg.ema_decay is not None
+            else None
+        )
         self._ema_step = 0  # trainer.global_step at the last update
         self._ema_swapped = False  # whether self.model holds the averaged weights now
         # NaN must reach the mean (torchmetrics would drop it with a warning), so that
@@ -274,6 +278,7 @@ class SegmentationTask(pl.LightningModule):
         checkpoint["state_dict"].update(averaged)
         checkpoint["ema"] = {
             "decay": wa.decay,
+            "warmup": wa.warmup,
             "updates": wa.updates,
             "trained_state_dict": trained,
         }
