@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from flair2.io import (
     write_text_atomic,
 )
 from flair2.rasters import check_raster_readable, check_raster_written
+from hostile import lock_held_elsewhere
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -103,30 +101,14 @@ def test_outputs_may_not_replace_or_enter_an_input(tmp_path: Path) -> None:
     check_output_outside(tmp_path / "predictions", inputs, name="--out")  # beside: fine
 
 
-_HOLD = """
-import sys, time
-from flair2.io import output_lock
-with output_lock(sys.argv[1], "flair2 predict"):
-    print("locked", flush=True)
-    time.sleep(60)
-"""
-
-
 def test_a_second_run_on_a_locked_output_is_refused_naming_the_first(tmp_path: Path) -> None:
     lock = tmp_path / "out" / ".flair2.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(lock)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(lock, "flair2 predict") as pid:
         with pytest.raises(OutputError) as err, output_lock(lock, "flair2 predict"):
             pass
         message = str(err.value)
         assert message.startswith(f"{lock.parent}: in use by another run (flair2 predict, pid ")
-        assert str(holder.pid) in message
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+        assert str(pid) in message
     # A killed holder leaves its lock file but not its lock: the next run goes ahead.
     assert lock.is_file()
     deadline = time.monotonic() + 10

@@ -28,6 +28,7 @@ from flair2.prediction import writer as writer_module
 from flair2.prediction.run_record import RECORD_NAME
 from flair2.training import train
 from flair2.training.task import SegmentationTask
+from hostile import lock_held_elsewhere, payload_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -82,24 +83,13 @@ def _all_predictions_complete(folder: Path) -> list[str]:
 # 1. Checkpoints that would run code
 
 
-class Payload:
-    """Unpickling this creates a file: harmless proof that code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
-
-
 def _payload_checkpoint(source: Path, path: Path, marker: Path) -> Path:
     """A real, loadable checkpoint with a payload that would create ``marker``."""
     import torch
 
-    data = torch.load(source, map_location="cpu", weights_only=True)
-    data["payload"] = Payload(marker)
-    torch.save(data, path)
-    return path
+    return payload_checkpoint(
+        path, marker, torch.load(source, map_location="cpu", weights_only=True)
+    )
 
 
 def test_predict_and_resume_refuse_a_checkpoint_that_carries_code(
@@ -304,31 +294,15 @@ def test_permission_errors_are_one_line(
     assert "permission denied: use a folder you can write to" in line
 
 
-_HOLD = """
-import sys, time
-from flair2.io import output_lock
-with output_lock(sys.argv[1], "flair2 predict"):
-    print("locked", flush=True)
-    time.sleep(60)
-"""
-
-
 def test_a_second_predict_into_a_busy_folder_is_refused(
     trained: Path, config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "preds"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(out / ".flair2.lock")], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(out / ".flair2.lock", "flair2 predict") as pid:
         assert main(_predict(config_file, trained, out)) == 2
         line = _error_line(capsys, "predict")
-        assert f"in use by another run (flair2 predict, pid {holder.pid}" in line
+        assert f"in use by another run (flair2 predict, pid {pid}" in line
         assert not list(out.glob("PRED_*"))
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
 
 
 def test_ctrl_c_exits_130_saying_interrupted(

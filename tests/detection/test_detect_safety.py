@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +11,7 @@ import yaml
 from test_detect import UNET, _tiny_checkpoint, random_pixels, write_raster
 
 from flair2.cli import main
-
-_HOLD = """
-import sys, time
-from flair2.io import output_lock
-with output_lock(sys.argv[1], "flair2 detect"):
-    print("locked", flush=True)
-    time.sleep(60)
-"""
+from hostile import lock_held_elsewhere, payload_checkpoint
 
 
 def _zone(tmp_path: Path, **overrides: object) -> list[str]:
@@ -64,37 +54,19 @@ def test_the_output_may_not_be_the_input(area: Path, capsys: pytest.CaptureFixtu
 def test_a_second_run_on_the_same_output_is_refused(
     area: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(area / ".landcover.tif.lock")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(area / ".landcover.tif.lock", "flair2 detect") as pid:
         assert main(_zone(area)) == 2
         line = _last_error(capsys)
-        assert f"in use by another run (flair2 detect, pid {holder.pid}" in line
+        assert f"in use by another run (flair2 detect, pid {pid}" in line
         assert not (area / "landcover.tif").exists()
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
     assert main(_zone(area)) == 0  # the holder is gone: its lock file does not block
     with rasterio.open(area / "landcover.tif") as src:
         assert src.shape == (80, 90)
 
 
-class Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
-
-
 def test_a_checkpoint_carrying_code_is_refused(area: Path, capsys: pytest.CaptureFixture) -> None:
     data = torch.load(area / "m.ckpt", weights_only=True)
-    data["payload"] = Payload(area / "MARKER")
-    torch.save(data, area / "bad.ckpt")
+    payload_checkpoint(area / "bad.ckpt", area / "MARKER", data)
     assert main(_zone(area, checkpoint="bad.ckpt")) == 2
     assert "bad.ckpt: refused" in _last_error(capsys)
     assert not (area / "MARKER").exists() and not (area / "landcover.tif").exists()

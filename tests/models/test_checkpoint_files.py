@@ -14,29 +14,18 @@ from lightning.fabric.utilities.data import AttributeDict
 from flair2 import trusted_checkpoints
 from flair2.errors import CheckpointError, UnsafeCheckpointError
 from flair2.models import read_checkpoint_file
+from hostile import payload_checkpoint
 
 
-class Payload:
-    """Unpickling this creates a file: harmless proof that code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
-
-
-def payload_checkpoint(path: Path, marker: Path) -> Path:
+def _payload_checkpoint(path: Path, marker: Path) -> Path:
     """A valid-looking checkpoint that also carries a payload."""
-    torch.save(
-        {"state_dict": {"model.w": torch.ones(2)}, "epoch": 3, "extra": Payload(marker)}, path
-    )
-    return path
+    state = {"state_dict": {"model.w": torch.ones(2)}, "epoch": 3}
+    return payload_checkpoint(path, marker, state)
 
 
 def test_a_checkpoint_carrying_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
     marker = tmp_path / "MARKER"
-    path = payload_checkpoint(tmp_path / "model.ckpt", marker)
+    path = _payload_checkpoint(tmp_path / "model.ckpt", marker)
     with pytest.raises(UnsafeCheckpointError) as err:
         read_checkpoint_file(path)
     message = str(err.value)
@@ -50,7 +39,7 @@ def test_a_checkpoint_carrying_code_is_refused_and_nothing_runs(tmp_path: Path) 
 
 def test_trusting_a_file_is_explicit_and_scoped(tmp_path: Path) -> None:
     marker = tmp_path / "MARKER"
-    path = payload_checkpoint(tmp_path / "model.ckpt", marker)
+    path = _payload_checkpoint(tmp_path / "model.ckpt", marker)
     with trusted_checkpoints():
         data = read_checkpoint_file(path)
     assert data["epoch"] == 3 and torch.equal(data["state_dict"]["model.w"], torch.ones(2))
